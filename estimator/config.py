@@ -1,0 +1,217 @@
+"""Job and training configuration: YAML files validated once into frozen typed objects.
+
+Unknown keys are errors (a typo must not silently fall back to a default). Relative paths
+are resolved against the directory of the file that names them, so a job file can travel
+with its regions and model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .bands import SCL_CLEAR_DEFAULT
+from .errors import ConfigError
+
+__all__ = [
+    "ClusterConfig",
+    "GridConfig",
+    "JobConfig",
+    "MaskConfig",
+    "PeriodConfig",
+    "RegionsConfig",
+    "StacConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_hash",
+    "load_job",
+    "load_train",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StacConfig(_Strict):
+    url: str = Field(description="Root URL of the STAC API, e.g. https://earth-search.aws.element84.com/v1")
+    collection: str = Field("sentinel-2-l2a", description="Collection id to search.")
+    max_cloud_cover: float = Field(
+        80.0, ge=0, le=100, description="Drop scenes whose eo:cloud_cover exceeds this (percent)."
+    )
+    page_size: int = Field(100, ge=1, le=10000, description="Items per page requested from the API.")
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for STAC requests, seconds.")
+
+
+class PeriodConfig(_Strict):
+    start: dt.date = Field(description="First day of the period (inclusive).")
+    end: dt.date = Field(description="Last day of the period (inclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PeriodConfig:
+        if self.end < self.start:
+            raise ValueError(f"period.end ({self.end}) is before period.start ({self.start})")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
+class RegionsConfig(_Strict):
+    file: Path = Field(description="GeoJSON FeatureCollection of region polygons (lon/lat).")
+    id_field: str = Field("region_id", description="Feature property holding the region id.")
+
+
+class GridConfig(_Strict):
+    resolution: float = Field(10.0, gt=0, description="Output pixel size in CRS units (metres for UTM).")
+    crs: str | None = Field(None, description="Output CRS, e.g. EPSG:32718; default: UTM zone of the regions.")
+    tile_size: int = Field(2048, ge=64, description="Output-grid tile edge in pixels (unit of work and checkpoint).")
+    chunk_size: int = Field(1024, ge=64, description="Dask chunk edge in pixels within a tile.")
+
+
+class MaskConfig(_Strict):
+    clear_scl: tuple[int, ...] = Field(
+        tuple(int(c) for c in SCL_CLEAR_DEFAULT),
+        description="SCL codes that count as a clear observation.",
+    )
+
+    @field_validator("clear_scl")
+    @classmethod
+    def _codes(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [c for c in v if not 0 <= c <= 11]
+        if bad or not v:
+            raise ValueError(f"SCL codes must be 0..11 and not empty, got {list(v)}")
+        return v
+
+
+class ClusterConfig(_Strict):
+    address: str | None = Field(None, description="dask.distributed scheduler address; none = local threads.")
+
+
+class JobConfig(_Strict):
+    """An estimation job (``python -m estimator run JOB.yaml``)."""
+
+    stac: StacConfig
+    period: PeriodConfig
+    regions: RegionsConfig
+    grid: GridConfig = GridConfig()
+    mask: MaskConfig = MaskConfig()
+    model: Path = Field(description="Model directory written by `python -m training fit`.")
+    output: Path = Field(Path("runs/latest"), description="Run directory to write.")
+    target_class: str = Field("coca", description="Class whose probability map is written.")
+    cluster: ClusterConfig = ClusterConfig()
+
+
+class FitConfig(_Strict):
+    n_estimators: int = Field(80, ge=1, description="Trees in the random forest.")
+    max_depth: int | None = Field(16, ge=1, description="Maximum tree depth (smaller trees predict faster).")
+    min_samples_leaf: int = Field(2, ge=1)
+    max_pixels_per_plot: int = Field(60, ge=1, description="Cap on training pixels drawn from one labeled plot.")
+    cv_folds: int = Field(5, ge=2, description="Folds of plot-grouped cross-validation.")
+    seed: int = Field(0, description="Random seed for sampling and fitting.")
+
+
+class TrainConfig(_Strict):
+    """A training job (``python -m training fit TRAIN.yaml``)."""
+
+    stac: StacConfig
+    period: PeriodConfig
+    grid: GridConfig = GridConfig()
+    mask: MaskConfig = MaskConfig()
+    fit: FitConfig = FitConfig()
+    target_class: str = Field("coca", description="Name of the target class in the labels.")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (stac:, period:, ...), got {type(data).__name__}")
+    return data
+
+
+def _format_validation(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "missing":
+        msg = f"required key '{key}' is missing"
+    elif kind == "extra_forbidden":
+        msg = f"unknown key '{key}' (check the spelling; see the README for accepted keys)"
+    else:
+        msg = f"key '{key}': {first['msg']}"
+    more = f" (+{err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    return f"{path}: {msg}{more}"
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in nested dicts, creating levels as needed."""
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{k}' is not a mapping")
+    node[keys[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        set_dotted(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+def load_job(path: Path | str, overrides: list[str] | None = None) -> JobConfig:
+    """Read and validate a job file; raise :class:`ConfigError` with a one-line message."""
+    path = Path(path)
+    data = apply_overrides(_read_yaml(path), overrides or [])
+    try:
+        job = JobConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(path, e)) from None
+    base = path.resolve().parent
+    return job.model_copy(
+        update={
+            "model": _resolve(base, job.model),
+            "output": _resolve(base, job.output),
+            "regions": job.regions.model_copy(update={"file": _resolve(base, job.regions.file)}),
+        }
+    )
+
+
+def load_train(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
+    """Read and validate a training file."""
+    path = Path(path)
+    data = apply_overrides(_read_yaml(path), overrides or [])
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(path, e)) from None
+
+
+def config_hash(cfg: BaseModel) -> str:
+    """Stable sha256 of a config's content (paths included), for provenance and resume."""
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()

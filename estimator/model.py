@@ -1,0 +1,108 @@
+"""Model artifacts: a skops file plus a model card, loaded only with trusted types.
+
+Directory layout (written by ``python -m training fit``)::
+
+    MODEL_DIR/model.skops   the fitted scikit-learn estimator (never pickle)
+    MODEL_DIR/card.json     features (names and order), classes, target class,
+                            training-data hash, cross-validated metrics, versions
+
+Prediction refuses a model whose feature list differs from :data:`FEATURE_NAMES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+from .errors import ModelFileError, ModelSchemaError
+from .features import FEATURE_NAMES
+
+__all__ = ["CARD_SCHEMA", "TRUSTED_TYPES", "Model", "file_sha256", "load_model"]
+
+#: Types skops does not trust by default that our own models contain. Anything else in a
+#: model file is refused: a skops file can name arbitrary callables.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.tree._tree.Tree",
+)
+CARD_SCHEMA = 1
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded, contract-checked classifier."""
+
+    estimator: Any
+    """Fitted scikit-learn classifier with ``predict_proba``."""
+    classes: tuple[str, ...]
+    """Class names in ``predict_proba`` column order."""
+    target_class: str
+    card: dict[str, Any]
+    model_id: str
+    """First 12 hex digits of the skops file's sha256."""
+    sha256: str
+    path: Path
+
+
+def load_model(model_dir: Path) -> Model:
+    """Load and check a model directory.
+
+    Raises
+    ------
+    ModelFileError
+        Missing files, an unreadable card, or a skops file holding untrusted types.
+    ModelSchemaError
+        Features or classes that do not match this version of the pipeline.
+    """
+    skops_path, card_path = model_dir / "model.skops", model_dir / "card.json"
+    if not skops_path.is_file() or not card_path.is_file():
+        raise ModelFileError(
+            f"{model_dir} is not a model directory (needs model.skops and card.json); "
+            "train one with `python -m training fit` or fix the job's `model:`"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{card_path} is not valid JSON; retrain or restore the model card") from None
+    try:
+        untrusted = sio.get_untrusted_types(file=skops_path)
+    except Exception as e:  # skops raises a variety of zip/json errors on a bad file
+        raise ModelFileError(f"{skops_path} is not a skops file ({type(e).__name__}); retrain the model") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise ModelFileError(
+            f"{skops_path} contains types this tool does not trust ({', '.join(refused[:3])}); refusing to load it"
+        )
+    estimator = sio.load(skops_path, trusted=list(untrusted))
+
+    features = tuple(card.get("features", ()))
+    if features != FEATURE_NAMES:
+        missing = [f for f in FEATURE_NAMES if f not in features]
+        extra = [f for f in features if f not in FEATURE_NAMES]
+        raise ModelSchemaError(
+            f"model {model_dir} was trained on a different feature set "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}, or another order); retrain it with this version"
+        )
+    classes = tuple(str(c) for c in card.get("classes", ()))
+    fitted = tuple(str(c) for c in getattr(estimator, "classes_", ()))
+    if classes != fitted:
+        raise ModelSchemaError(f"model card classes {list(classes)} differ from the fitted classes {list(fitted)}; retrain")
+    target = str(card.get("target_class", "coca"))
+    if target not in classes:
+        raise ModelSchemaError(f"target class '{target}' is not among the model classes {list(classes)}")
+    if hasattr(estimator, "n_jobs"):
+        estimator.n_jobs = 1  # dask runs blocks in parallel; nested pools oversubscribe 2 cores
+    digest = file_sha256(skops_path)
+    return Model(estimator, classes, target, card, digest[:12], digest, model_dir)

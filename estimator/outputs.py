@@ -1,0 +1,158 @@
+"""Run outputs: atomic writers for estimates, maps (COGs), quicklook, manifest and report.
+
+Every file is written to a temporary name in the same directory and renamed into place, so
+a crash never leaves a half-written output that looks complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from odc.geo.geobox import GeoBox
+from rasterio.windows import Window
+
+from .estimate import RECORD_FIELDS, SCHEMA_VERSION
+
+__all__ = [
+    "SYNTHETIC_BANNER",
+    "MapLayer",
+    "atomic_path",
+    "write_estimates",
+    "write_json",
+    "write_map_cog",
+    "write_quicklook",
+    "write_text",
+]
+
+SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA - not a real estimate"
+
+
+@contextmanager
+def atomic_path(dst: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it onto ``dst`` if the block succeeds."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(dst: Path, text: str) -> None:
+    with atomic_path(dst) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(dst: Path, obj: Any) -> None:
+    write_text(dst, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_estimates(run_dir: Path, records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
+    """``estimates.json`` (schema version, metadata, records) and ``estimates.csv``."""
+    write_json(run_dir / "estimates.json", {"schema_version": SCHEMA_VERSION, **meta, "records": list(records)})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(RECORD_FIELDS), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RECORD_FIELDS})
+    write_text(run_dir / "estimates.csv", buf.getvalue())
+
+
+class MapLayer:
+    """One output map: a name, dtype, nodata and a reader of per-tile arrays."""
+
+    def __init__(self, name: str, dtype: str, nodata: float, read_tile: Callable[[str], np.ndarray]):
+        self.name, self.dtype, self.nodata, self.read_tile = name, dtype, nodata, read_tile
+
+
+def write_map_cog(
+    dst: Path,
+    grid: GeoBox,
+    tiles: Iterable[tuple[str, GeoBox]],
+    layer: MapLayer,
+    *,
+    descriptions: Mapping[str, str] | None = None,
+) -> None:
+    """Mosaic tile arrays into one Cloud-Optimized GeoTIFF on ``grid``.
+
+    Tiles are streamed into a tiled GTiff window by window (memory bounded by one tile),
+    then GDAL's COG driver adds overviews and the final layout.
+    """
+    ny, nx = grid.shape.yx
+    profile = {
+        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": layer.dtype,
+        "crs": str(grid.crs), "transform": grid.affine, "nodata": layer.nodata,
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
+    }
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmpdir:
+        stage = Path(tmpdir) / "stage.tif"
+        with rasterio.open(stage, "w", **profile) as out:
+            for tile_id, gb in tiles:
+                arr = layer.read_tile(tile_id)
+                row_off = int(round((gb.affine.f - grid.affine.f) / grid.affine.e))
+                col_off = int(round((gb.affine.c - grid.affine.c) / grid.affine.a))
+                out.write(arr.astype(layer.dtype), 1, window=Window(col_off, row_off, arr.shape[1], arr.shape[0]))
+            for k, v in (descriptions or {}).items():
+                out.update_tags(**{k: v})
+        resampling = "NEAREST" if np.issubdtype(np.dtype(layer.dtype), np.integer) else "AVERAGE"
+        with atomic_path(dst) as tmp:
+            rasterio.shutil.copy(stage, tmp, driver="COG", compress="DEFLATE", overview_resampling=resampling, blocksize=512)
+
+
+def write_quicklook(
+    dst: Path,
+    class_cog: Path,
+    classes: Sequence[str],
+    outlines: Sequence[tuple[str, Any]],
+    *,
+    title: str,
+    synthetic: bool,
+    max_px: int = 1200,
+) -> None:
+    """PNG of the class map (decimated) with region outlines (geometries in the map CRS)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    with rasterio.open(class_cog) as src:
+        f = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
+        arr = src.read(1, out_shape=(max(1, src.height // f), max(1, src.width // f)), resampling=rasterio.enums.Resampling.nearest)
+        b = src.bounds
+    palette = ["#000000", "#e41a1c", "#1b5e20", "#66bb6a", "#ffb300", "#c5e1a5", "#a1887f", "#1e88e5", "#9e9e9e", "#8e24aa", "#00acc1"]
+    cmap = ListedColormap(palette[: len(classes) + 1])
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    ax.imshow(arr, cmap=cmap, vmin=0, vmax=len(classes), extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
+    for rid, geom in outlines:
+        polys = getattr(geom, "geoms", [geom])
+        for p in polys:
+            x, y = p.exterior.xy
+            ax.plot(x, y, color="white", lw=1.2)
+            ax.plot(x, y, color="black", lw=0.6, ls="--")
+        c = geom.representative_point()
+        ax.annotate(rid, (c.x, c.y), color="white", fontsize=9, ha="center", weight="bold")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i + 1]) for i in range(len(classes))]
+    ax.legend(handles, classes, loc="lower left", fontsize=7, framealpha=0.8)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if synthetic:
+        fig.text(0.5, 0.965, SYNTHETIC_BANNER, ha="center", color="#b71c1c", fontsize=12, weight="bold")
+    with atomic_path(dst) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)

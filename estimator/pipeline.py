@@ -1,0 +1,367 @@
+"""The orchestrator: one line per stage, in the order of the data-flow diagram (DESIGN.md).
+
+A job is a map over output-grid tiles (load -> mask -> features -> classify -> per-region
+sums and map blocks, each tile's result written atomically) followed by a reduce (sums).
+A rerun of the same job finds finished tiles on disk and does not redo them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pystac
+import shapely
+from rasterio.errors import RasterioError
+from rasterio.features import rasterize
+from tqdm.auto import tqdm
+
+from .aggregate import TilePartial, aggregate_tile, failed_tile, reduce_partials
+from .classify import class_codes, classify_dask
+from .config import JobConfig, config_hash
+from .errors import EstimatorError
+from .estimate import mapped_records
+from .features import features_dask
+from .grid import pixel_area_m2
+from .load import configure_gdal, find_unreadable, load_tile
+from .mask import mask_stack
+from .model import Model, load_model
+from .outputs import MapLayer, atomic_path, write_estimates, write_json, write_map_cog, write_quicklook, write_text
+from .plan import Plan, Tile, make_plan
+from .regions import Region, load_regions, rasterize_regions, regions_bbox, to_crs
+from .report import render_report_md
+from .search import SearchResult, search_items
+
+__all__ = ["RunResult", "dask_context", "package_versions", "run", "tile_features"]
+
+log = logging.getLogger(__name__)
+SYNTHETIC_PROPERTY = "demo:synthetic"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished job produced."""
+
+    run_dir: Path
+    records: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    tiles_reused: int = 0
+    """Tiles found finished on disk from an earlier, interrupted run."""
+
+
+@dataclass
+class _Timer:
+    spans: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.spans[name] = round(self.spans.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("coca-estimator", "numpy", "scikit-learn", "xarray", "dask", "distributed", "odc-stac", "pystac-client", "rasterio", "skops"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+@contextmanager
+def dask_context(address: str | None) -> Iterator[Any]:
+    """A dask.distributed client on ``address``, or the local threaded scheduler.
+
+    On 2 cores the threaded scheduler beat a 2-process LocalCluster for this workload
+    (I/O in GDAL and predict_proba both release the GIL).
+    """
+    if not address:
+        with dask.config.set(scheduler="threads"):
+            yield None
+        return
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="15s")
+    except (OSError, TimeoutError) as e:
+        raise EstimatorError(f"cannot connect to the dask scheduler at {address} ({type(e).__name__}); check --scheduler") from None
+    with client:
+        yield client
+
+
+def _is_read_error(e: BaseException) -> bool:
+    # Under dask.distributed a RasterioIOError can arrive re-raised as a plain Exception.
+    return isinstance(e, (RasterioError, OSError)) or "Rasterio" in type(e).__name__ or "RasterioIOError" in repr(e)
+
+
+def _coverage(tile: Tile, plan: Plan, item_ids: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per pixel: how many of the given time slices have a footprint covering it."""
+    ny, nx = tile.geobox.shape.yx
+    crs = str(tile.geobox.crs)
+    out = np.zeros((ny, nx), dtype=np.float32)
+    for group in item_ids:
+        geom = shapely.union_all([to_crs(plan.items[i].footprint, crs) for i in group])
+        out += rasterize([(geom, 1)], out_shape=(ny, nx), transform=tile.geobox.affine, fill=0, dtype="uint8")
+    return out
+
+
+def tile_features(
+    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int], exclude: Sequence[str] = ()
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Load, mask and compute features for one tile: ``(features (F,y,x), n_clear (y,x))``.
+
+    Shared by estimation and training, so both see exactly the same features.
+    """
+    stack = load_tile(tile, plan, items, exclude=exclude)
+    if stack is None:
+        return None
+    masked, n_clear = mask_stack(stack.reflectance, stack.scl, clear_scl)
+    feats, counts = dask.compute(features_dask(masked.data), n_clear.data)
+    return feats, counts
+
+
+def _tile_features_robust(
+    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int]
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str], str]:
+    """:func:`tile_features`, dropping unreadable items. Returns (result, failed items, error)."""
+    try:
+        return tile_features(tile, plan, items, clear_scl), [], ""
+    except Exception as e:
+        if not _is_read_error(e):
+            raise
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    tile_items = [i for g in tile.groups for i in g]
+    bad = find_unreadable(tile_items, items)
+    if not bad:
+        return None, tile_items, f"read failed and could not be isolated to an item: {first}"
+    try:
+        return tile_features(tile, plan, items, clear_scl, exclude=bad), bad, ""
+    except Exception as e:
+        if not _is_read_error(e):
+            raise
+        return None, tile_items, f"read failed after dropping {len(bad)} unreadable item(s): {str(e)[:200]}"
+
+
+class _TileStore:
+    """Finished tiles of one job version: ``<run>/tiles/<job key>/<tile>.json|.npz``."""
+
+    def __init__(self, run_dir: Path, key: str):
+        self.root = run_dir / "tiles" / key
+        self.parent = run_dir / "tiles"
+        self.key = key
+
+    def done(self, tile_id: str) -> TilePartial | None:
+        j, n = self.root / f"{tile_id}.json", self.root / f"{tile_id}.npz"
+        if j.is_file() and n.is_file():
+            return TilePartial.from_json(json.loads(j.read_text()))
+        return None
+
+    def save(self, partial: TilePartial, arrays: Mapping[str, np.ndarray]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.root / f"{partial.tile_id}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        # The JSON lands last: its presence marks the tile finished.
+        write_json(self.root / f"{partial.tile_id}.json", partial.to_json())
+
+    def array(self, tile_id: str, name: str) -> np.ndarray:
+        with np.load(self.root / f"{tile_id}.npz") as z:
+            return z[name]
+
+    def prune_others(self) -> None:
+        for d in self.parent.iterdir():
+            if d.is_dir() and d.name != self.key:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _process_tile(
+    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], regions: Sequence[Region], model: Model, job: JobConfig
+) -> tuple[TilePartial, dict[str, np.ndarray]]:
+    ny, nx = tile.geobox.shape.yx
+    ids = [r.id for r in regions]
+    masks = rasterize_regions(regions, tile.geobox)
+    area = pixel_area_m2(tile.geobox)
+    expected = _coverage(tile, plan, tile.groups)
+    empty = {
+        "class": np.zeros((ny, nx), np.uint8),
+        "prob": np.full((ny, nx), np.nan, np.float32),
+        "n_clear": np.full((ny, nx), -1, np.int16),
+    }
+    if not masks.any():
+        return TilePartial(tile.id, "done", {}), empty
+    result, failed_items, error = _tile_features_robust(tile, plan, items, job.mask.clear_scl)
+    if error:
+        log.warning("tile %s failed: %s", tile.id, error)
+        return failed_tile(tile.id, ids, masks, area, expected, error), empty
+    failed_obs = _coverage(tile, plan, [[i] for i in failed_items]) if failed_items else np.zeros_like(expected)
+    if result is None:  # no scene touches this tile: nothing observed
+        codes = np.zeros((ny, nx), np.uint8)
+        return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
+    feats, n_clear = result
+    # Only pixels inside a region are classified: predict_proba is the costly step.
+    feats[:, ~masks.any(axis=0)] = np.nan
+    c = plan.chunk_size
+    probs = classify_dask(da.from_array(feats, chunks=(-1, c, c)), model.estimator, len(model.classes), model.model_id)
+    probs = probs.compute()
+    codes = class_codes(probs)
+    target = probs[model.classes.index(model.target_class)]
+    partial = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+    return partial, {"class": codes, "prob": target.astype(np.float32), "n_clear": n_clear.astype(np.int16)}
+
+
+def _job_key(job: JobConfig, model: Model, plan: Plan) -> str:
+    """Identity of the work a tile result stands for (not the output location)."""
+    cfg = job.model_dump(mode="json")
+    cfg.pop("output", None)
+    cfg.pop("cluster", None)
+    blob = json.dumps([cfg, model.sha256, sorted(plan.items)], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _manifest(
+    job: JobConfig, model: Model, found: SearchResult, plan: Plan, partials: Sequence[TilePartial], synthetic: bool, timer: _Timer
+) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "synthetic": synthetic,
+        "period": job.period.label,
+        "config": job.model_dump(mode="json"),
+        "config_hash": config_hash(job),
+        "model": {
+            "id": model.model_id,
+            "sha256": model.sha256,
+            "path": str(model.path),
+            "classes": list(model.classes),
+            "target_class": model.target_class,
+            "estimator": type(model.estimator).__name__,
+            "training_data_sha256": model.card.get("training_data_sha256"),
+        },
+        "stac": {
+            "url": job.stac.url,
+            "collection": job.stac.collection,
+            "filter_mode": found.filter_mode,
+            "n_returned": found.n_returned,
+            "n_too_cloudy": found.n_too_cloudy,
+            "pages": found.pages,
+        },
+        "items": [
+            {
+                "id": i.id,
+                "datetime": i.datetime.isoformat(),
+                "processing_baseline": i.processing_baseline,
+                "offset": i.scaling[0][1],
+                "scale": i.scaling[0][0],
+                "cloud_cover": i.cloud_cover,
+                "tile": i.tile,
+            }
+            for i in sorted(plan.items.values(), key=lambda i: (i.datetime, i.id))
+        ],
+        "time_slices": [list(g) for g in plan.groups],
+        "grid": {
+            "crs": str(plan.grid.crs),
+            "resolution": job.grid.resolution,
+            "shape": list(plan.grid.shape.yx),
+            "transform": list(plan.grid.affine)[:6],
+            "tile_size": job.grid.tile_size,
+            "chunk_size": plan.chunk_size,
+        },
+        "tiles": [{"id": p.tile_id, "status": p.status, "failed_items": p.failed_items, "message": p.message} for p in partials],
+        "timings_s": timer.spans,
+        "versions": package_versions(),
+    }
+
+
+def run(
+    job: JobConfig,
+    *,
+    scheduler: str | None = None,
+    progress: bool = True,
+    truth: Mapping[str, Mapping[str, float]] | None = None,
+) -> RunResult:
+    """Run an estimation job end to end and write its run directory.
+
+    Everything that can reject bad input (config, regions, model, search) runs before the
+    run directory is created, so a rejected job leaves nothing behind.
+
+    Parameters
+    ----------
+    job
+        Validated job configuration.
+    scheduler
+        dask.distributed scheduler address; overrides ``job.cluster.address``.
+    progress
+        Show progress bars.
+    truth
+        Known true hectares per region and class (demo world only), printed in the report.
+    """
+    timer = _Timer()
+    with timer("prepare"):
+        regions = load_regions(job.regions.file, job.regions.id_field)
+        model = load_model(job.model)
+    with timer("search"):
+        found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
+    with timer("plan"):
+        plan = make_plan(
+            [i.to_dict() for i in found.items], regions,
+            resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
+        )
+    items = {i.id: i for i in found.items}
+    synthetic = any(bool(i.properties.get(SYNTHETIC_PROPERTY)) for i in found.items)
+    run_dir = job.output
+    store = _TileStore(run_dir, _job_key(job, model, plan))
+    configure_gdal()
+    partials: list[TilePartial] = []
+    reused = 0
+    with dask_context(scheduler or job.cluster.address), timer("tiles"):
+        for tile in tqdm(plan.tiles, desc="load+classify tiles", unit="tile", disable=not progress):
+            prev = store.done(tile.id)
+            if prev is not None:
+                partials.append(prev)
+                reused += 1
+                continue
+            partial, arrays = _process_tile(tile, plan, items, regions, model, job)
+            store.save(partial, arrays)
+            partials.append(partial)
+    with timer("reduce"):
+        totals = reduce_partials(partials, [r.id for r in regions])
+        records = mapped_records(
+            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
+        )
+    with timer("outputs"):
+        tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
+        maps = run_dir / "maps"
+        maps.mkdir(parents=True, exist_ok=True)
+        for name, dtype, nodata in (("class", "uint8", 0), ("prob", "float32", float("nan")), ("n_clear", "int16", -1)):
+            fname = {"class": "class.tif", "prob": f"{model.target_class}_probability.tif", "n_clear": "valid_obs_count.tif"}[name]
+            layer = MapLayer(name, dtype, nodata, lambda tid, n=name: store.array(tid, n))
+            tags = {"classes": json.dumps(["unobserved", *model.classes])} if name == "class" else {}
+            if synthetic:
+                tags["SYNTHETIC"] = "demo world, not real imagery"
+            write_map_cog(maps / fname, plan.grid, tiles_gb, layer, descriptions=tags)
+        outlines = [(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions]
+        write_quicklook(
+            run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,
+            title=f"Class map {job.period.label}", synthetic=synthetic,
+        )
+    manifest = _manifest(job, model, found, plan, partials, synthetic, timer)
+    write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
+    write_json(run_dir / "manifest.json", manifest)
+    write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
+    store.prune_others()
+    return RunResult(run_dir, records, manifest, reused)

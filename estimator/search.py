@@ -1,0 +1,156 @@
+"""Search stage: the only module that talks HTTP to STAC APIs.
+
+``search_items(stac, bbox, period)`` pages through an Item Search with pystac-client and
+returns the scenes within the cloud limit. The cloud filter runs on the server only when
+the API conforms to the Filter (CQL2) or Query extension; otherwise (e.g. ``rustac serve``,
+which silently returns nothing for filters) every page is fetched and filtered here.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pystac
+import requests
+from pystac_client import Client
+from pystac_client.conformance import ConformanceClasses
+from pystac_client.exceptions import APIError
+from tqdm.auto import tqdm
+
+from .config import PeriodConfig, StacConfig
+from .errors import ConfigError, NoScenesFoundError, StacConnectionError
+from .warnings import ClientSideFilterWarning
+
+__all__ = ["SearchResult", "cloud_filter_mode", "search_items"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Scenes returned by a search, with what happened on the way."""
+
+    items: tuple[pystac.Item, ...]
+    """Items within the cloud limit, in the order the API returned them."""
+    n_returned: int
+    """Items the API returned (before any client-side filtering)."""
+    n_too_cloudy: int
+    """Items dropped on the client for exceeding ``max_cloud_cover``."""
+    filter_mode: str
+    """Where the cloud filter ran: ``filter`` (CQL2), ``query`` or ``client``."""
+    pages: int
+    """Number of result pages fetched."""
+
+
+def cloud_filter_mode(client: Client) -> str:
+    """Pick where to apply the cloud filter from the API's ``conformsTo``."""
+    if client.conforms_to(ConformanceClasses.FILTER):
+        return "filter"
+    if client.conforms_to(ConformanceClasses.QUERY):
+        return "query"
+    return "client"
+
+
+def _open(stac: StacConfig) -> Client:
+    try:
+        return Client.open(stac.url, timeout=stac.timeout_s)
+    except (requests.RequestException, APIError, OSError) as e:
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise StacConnectionError(
+            f"cannot reach the STAC API at {stac.url} ({reason}); check stac.url and the network"
+        ) from None
+    except (ValueError, pystac.STACError) as e:
+        raise StacConnectionError(f"{stac.url} did not answer as a STAC API root ({e}); check stac.url") from None
+
+
+def search_items(
+    stac: StacConfig,
+    bbox: Sequence[float],
+    period: PeriodConfig,
+    *,
+    progress: bool = True,
+) -> SearchResult:
+    """Search ``stac.collection`` over ``bbox`` (lon/lat) and ``period``.
+
+    Parameters
+    ----------
+    stac
+        Endpoint, collection, cloud limit and page size.
+    bbox
+        ``(west, south, east, north)`` in degrees.
+    period
+        Inclusive date range.
+    progress
+        Show a progress bar counting items as pages arrive.
+
+    Raises
+    ------
+    StacConnectionError
+        The API cannot be reached or fails mid-search.
+    ConfigError
+        The collection does not exist at this API.
+    NoScenesFoundError
+        Nothing usable was found.
+    """
+    client = _open(stac)
+    mode = cloud_filter_mode(client)
+    kwargs: dict[str, Any] = {
+        "collections": [stac.collection],
+        "bbox": list(bbox),
+        "datetime": f"{period.start.isoformat()}T00:00:00Z/{period.end.isoformat()}T23:59:59Z",
+        "limit": stac.page_size,
+    }
+    if mode == "filter":
+        kwargs["filter"] = {"op": "<=", "args": [{"property": "eo:cloud_cover"}, stac.max_cloud_cover]}
+        kwargs["filter_lang"] = "cql2-json"
+    elif mode == "query":
+        # A dict, not the string shorthand: pystac-client sends "eo:cloud_cover<20" as a string.
+        kwargs["query"] = {"eo:cloud_cover": {"lte": stac.max_cloud_cover}}
+    else:
+        warnings.warn(
+            f"{stac.url} does not support server-side filters; fetching all scenes and "
+            "applying max_cloud_cover on the client",
+            ClientSideFilterWarning,
+            stacklevel=2,
+        )
+
+    items: list[pystac.Item] = []
+    n_returned = n_cloudy = pages = 0
+    try:
+        search = client.search(**kwargs)
+        bar = tqdm(desc="search", unit=" items", disable=not progress, leave=False)
+        with bar:
+            for page in search.pages():
+                pages += 1
+                for item in page.items:
+                    n_returned += 1
+                    bar.update(1)
+                    cloud = item.properties.get("eo:cloud_cover")
+                    if cloud is not None and float(cloud) > stac.max_cloud_cover:
+                        n_cloudy += 1
+                        continue
+                    items.append(item)
+    except APIError as e:
+        msg = str(e).splitlines()[0][:200] if str(e) else "error"
+        if "collection" in msg.lower() and ("not found" in msg.lower() or "404" in msg):
+            raise ConfigError(f"collection '{stac.collection}' not found at {stac.url}; check stac.collection") from None
+        raise StacConnectionError(f"STAC search at {stac.url} failed: {msg}") from None
+    except requests.RequestException as e:
+        raise StacConnectionError(f"STAC search at {stac.url} failed mid-way ({type(e).__name__}); retry later") from None
+
+    log.info("search: %d items returned over %d page(s), %d too cloudy (filter on %s)", n_returned, pages, n_cloudy, mode)
+    if not items:
+        why = (
+            f"{n_returned} scene(s) found but all exceed max_cloud_cover={stac.max_cloud_cover}"
+            if n_returned
+            else "no scene intersects the regions in that period"
+        )
+        raise NoScenesFoundError(
+            f"no usable scenes in collection '{stac.collection}' for {period.label}: {why}; "
+            "widen the period, raise stac.max_cloud_cover, or check the regions"
+        )
+    return SearchResult(tuple(items), n_returned, n_cloudy, mode, pages)

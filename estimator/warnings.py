@@ -1,0 +1,31 @@
+"""Warnings as an API: users can filter them by class (``warnings.simplefilter``)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientSideFilterWarning",
+    "EstimatorWarning",
+    "FailedReadWarning",
+    "HighCloudFractionWarning",
+    "PartialCoverageWarning",
+]
+
+
+class EstimatorWarning(UserWarning):
+    """Base class of the package's warnings."""
+
+
+class PartialCoverageWarning(EstimatorWarning):
+    """Part of a region had no clear observation in the period."""
+
+
+class HighCloudFractionWarning(EstimatorWarning):
+    """Most scenes found were too cloudy to use."""
+
+
+class FailedReadWarning(EstimatorWarning):
+    """Some pixels could not be read; they are counted, never treated as zeros."""
+
+
+class ClientSideFilterWarning(EstimatorWarning):
+    """The STAC API does not support server-side filters; filtering on the client."""

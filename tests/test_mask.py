@@ -1,0 +1,48 @@
+"""SCL masking: clouds, shadows, cirrus and no data are not observations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from estimator.bands import SCL, SCL_CLEAR_DEFAULT
+from estimator.mask import clear_mask, mask_stack
+
+
+def test_clear_mask_by_scl_code():
+    scl = np.arange(12, dtype=np.uint8).reshape(12, 1, 1)
+    refl = np.full((10, 12, 1, 1), 0.1, dtype=np.float32)
+    clear = clear_mask(scl, refl, SCL_CLEAR_DEFAULT)[:, 0, 0]
+    assert set(np.flatnonzero(clear)) == {int(c) for c in SCL_CLEAR_DEFAULT}
+    for code in (SCL.NO_DATA, SCL.SATURATED_DEFECTIVE, SCL.CLOUD_SHADOW, SCL.CLOUD_MEDIUM, SCL.CLOUD_HIGH, SCL.THIN_CIRRUS):
+        assert not clear[code]
+
+
+def test_missing_band_data_is_not_clear():
+    scl = np.full((2, 1, 1), SCL.VEGETATION, dtype=np.uint8)
+    refl = np.full((10, 2, 1, 1), 0.1, dtype=np.float32)
+    refl[3, 1] = np.nan
+    assert clear_mask(scl, refl, SCL_CLEAR_DEFAULT)[:, 0, 0].tolist() == [True, False]
+
+
+def test_mask_stack_sets_nan_and_counts_clear():
+    scl = xr.DataArray(np.array([[[4, 9]], [[8, 5]], [[3, 4]]], dtype=np.uint8), dims=("time", "y", "x"))
+    refl = xr.DataArray(np.full((10, 3, 1, 2), 0.2, dtype=np.float32), dims=("band", "time", "y", "x"))
+    masked, n_clear = mask_stack(refl, scl, SCL_CLEAR_DEFAULT)
+    assert n_clear.values.tolist() == [[1, 2]]
+    assert np.isnan(masked.values[:, 1, 0, 0]).all() and np.isfinite(masked.values[:, 0, 0, 0]).all()
+
+
+def test_real_scl_clear_share_matches_histogram(shared):
+    path = shared / "real/rasters/s2_l2a_T29RKH_2020-02-19_earthsearch_downsampled/SCL.tif"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    with rasterio.open(path) as src:
+        scl = src.read(1)[None]
+    refl = np.full((10, *scl.shape), 0.1, dtype=np.float32)
+    clear = clear_mask(scl, refl, SCL_CLEAR_DEFAULT)
+    counts = np.bincount(scl.ravel(), minlength=12)
+    assert clear.sum() == sum(counts[c] for c in SCL_CLEAR_DEFAULT)
+    assert 0 < clear.mean() < 1  # the real scene has both clear and cloudy/no-data pixels

@@ -1,0 +1,124 @@
+"""Planning from real Earth Search v1 JSON: offsets, time slices, grid and tiles (no network)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import shapely
+from shapely.geometry import box
+
+from estimator.bands import REFLECTANCE_BANDS
+from estimator.errors import ConfigError
+from estimator.plan import band_scaling, group_items, item_info, make_plan
+from estimator.regions import Region
+
+ES = "real/stac/earth_search_v1"
+
+
+def _load(shared, name):
+    return json.loads((shared / ES / name).read_text())
+
+
+def _s2l2a_from_pages(shared):
+    feats = []
+    for page in ("search_cql2_cloud_lte40_page1.json", "search_cql2_cloud_lte40_page2.json"):
+        feats += [f for f in _load(shared, page)["features"] if f["collection"] == "sentinel-2-l2a"]
+    return feats
+
+
+@pytest.mark.parametrize(
+    ("name", "baseline", "offset"),
+    [
+        ("item_S2A_29RKH_20200219_0_L2A.json", "02.14", 0.0),
+        ("item_S2A_13TDE_20231008_0_L2A.json", "05.09", -0.1),
+        ("item_S2B_24MUV_20250731_0_L2A.json", "05.11", -0.1),
+    ],
+)
+def test_offsets_follow_item_metadata(shared, name, baseline, offset):
+    info = item_info(_load(shared, name))
+    assert info.processing_baseline == baseline
+    assert len(info.scaling) == len(REFLECTANCE_BANDS)
+    for scale, off in info.scaling:
+        assert scale == pytest.approx(1e-4)
+        assert off == pytest.approx(offset)
+
+
+def test_offset_from_baseline_when_metadata_has_no_scaling(shared):
+    """Planetary Computer style: no scale/offset in raster:bands, baseline decides (not the date)."""
+    item = _load(shared, "item_S2A_29RKH_20200219_0_L2A.json")
+    for a in item["assets"].values():
+        for rb in a.get("raster:bands", []):
+            rb.pop("scale", None)
+            rb.pop("offset", None)
+    assert band_scaling(item, "red") == (pytest.approx(1e-4), 0.0)
+    reprocessed = copy.deepcopy(item)  # an old acquisition reprocessed with baseline 05.00
+    reprocessed["properties"]["s2:processing_baseline"] = "05.00"
+    assert band_scaling(reprocessed, "red") == (pytest.approx(1e-4), pytest.approx(-0.1))
+    item["properties"]["s2:processing_baseline"] = "10.01"  # compare as numbers, not strings
+    assert band_scaling(item, "red")[1] == pytest.approx(-0.1)
+
+
+def test_missing_band_asset_is_a_clear_error(shared):
+    item = _load(shared, "item_S2A_29RKH_20200219_0_L2A.json")
+    del item["assets"]["swir22"]
+    with pytest.raises(ConfigError, match="swir22"):
+        item_info(item)
+
+
+def test_same_solar_day_tiles_form_one_time_slice(shared):
+    feats = _s2l2a_from_pages(shared)
+    assert len(feats) >= 5
+    groups = group_items(item_info(f) for f in feats)
+    # all acquired 2025-07-31 over NE Brazil with the same offset: one observation date
+    assert len(groups) == 1
+    assert sorted(groups[0]) == sorted(f["id"] for f in feats)
+
+
+def test_slices_split_on_scaling_and_day(shared):
+    old = _load(shared, "item_S2A_29RKH_20200219_0_L2A.json")
+    new = copy.deepcopy(old)
+    new["id"] = "reprocessed"
+    for a in new["assets"].values():
+        for rb in a.get("raster:bands", []):
+            if "offset" in rb:
+                rb["offset"] = -0.1
+    later = copy.deepcopy(old)
+    later["id"] = "later"
+    later["properties"]["datetime"] = "2020-02-24T11:25:00Z"
+    groups = group_items(item_info(i) for i in (later, new, old))
+    assert [set(g) for g in groups] == [{old["id"]}, {"reprocessed"}, {"later"}] or [set(g) for g in groups] == [
+        {"reprocessed"}, {old["id"]}, {"later"}
+    ]
+
+
+def test_plan_grid_and_tiles_from_real_items(shared):
+    feats = _s2l2a_from_pages(shared)
+    footprint = shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in feats])
+    c = footprint.centroid
+    region = Region("r1", box(c.x - 0.05, c.y - 0.05, c.x + 0.05, c.y + 0.05))
+    plan = make_plan(feats, [region], resolution=10, tile_size=256, chunk_size=128)
+    assert str(plan.grid.crs) == "EPSG:32724"  # UTM 24S, like the items
+    ny, nx = plan.grid.shape.yx
+    assert 1100 <= ny <= 1130 and 1080 <= nx <= 1130  # ~0.1 degree at 10 m
+    assert plan.grid.affine.c % 10 == 0 and plan.grid.affine.f % 10 == 0  # snapped to the pixel grid
+    assert len(plan.tiles) == len({t.id for t in plan.tiles}) == 25  # 5 x 5 tiles of 256 px
+    for t in plan.tiles:
+        tile_box = shapely.box(*t.geobox.boundingbox)
+        for g in t.groups:
+            assert all(plan.items[i].footprint is not None for i in g)
+        assert tile_box.area > 0
+    assert plan.chunk_size == 128
+
+
+def test_plan_drops_tiles_outside_the_regions(shared):
+    feats = _s2l2a_from_pages(shared)
+    c = shapely.geometry.shape(feats[0]["geometry"]).centroid
+    # an L-shaped pair of small squares: tiles in the empty corner are skipped
+    a = box(c.x - 0.05, c.y - 0.05, c.x - 0.03, c.y - 0.03)
+    b = box(c.x + 0.03, c.y + 0.03, c.x + 0.05, c.y + 0.05)
+    plan = make_plan(feats, [Region("a", a), Region("b", b)], resolution=10, tile_size=256)
+    gy, gx = plan.grid.shape.yx
+    all_tiles = -(-gy // 256) * -(-gx // 256)
+    assert 0 < len(plan.tiles) < all_tiles

@@ -1,0 +1,143 @@
+"""Fitting: a random forest with plot-grouped cross-validation, saved with skops + a card.
+
+Pixels of one plot are near-copies of each other; a random pixel split would put the same
+plot in train and test and overstate accuracy. Folds are therefore grouped by plot
+(StratifiedGroupKFold) and metrics come from out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedGroupKFold
+
+from estimator.config import FitConfig, TrainConfig, config_hash
+from estimator.errors import LabelFileError
+from estimator.features import FEATURE_NAMES
+from estimator.model import CARD_SCHEMA, Model, load_model
+from estimator.outputs import atomic_path, write_json
+
+from .extract import LabelSet, Samples, class_counts, extract_samples
+
+__all__ = ["cross_validate", "fit_model", "make_estimator", "save_model", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def make_estimator(cfg: FitConfig) -> RandomForestClassifier:
+    """The classifier; class imbalance (coca is rare) handled by balanced class weights."""
+    return RandomForestClassifier(
+        n_estimators=cfg.n_estimators,
+        max_depth=cfg.max_depth,
+        min_samples_leaf=cfg.min_samples_leaf,
+        class_weight="balanced_subsample",
+        n_jobs=-1,
+        random_state=cfg.seed,
+    )
+
+
+def cross_validate(samples: Samples, cfg: FitConfig, target_class: str) -> dict[str, Any]:
+    """Plot-grouped, class-stratified k-fold CV; per-class metrics from out-of-fold predictions."""
+    classes = np.unique(samples.y)
+    plots_per_class = {c: len(np.unique(samples.groups[samples.y == c])) for c in classes}
+    k = min(cfg.cv_folds, min(plots_per_class.values()))
+    if k < 2:
+        raise LabelFileError(
+            f"cross-validation needs >= 2 labeled plots per class; have {plots_per_class}; add plots"
+        )
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
+    pred = np.empty_like(samples.y)
+    folds = []
+    for fold, (tr, te) in enumerate(cv.split(samples.X, samples.y, samples.groups)):
+        missing = sorted(set(classes) - set(np.unique(samples.y[te])))
+        if missing:
+            warnings.warn(f"CV fold {fold} has no test pixels of {missing}", UserWarning, stacklevel=2)
+        est = make_estimator(cfg).fit(samples.X[tr], samples.y[tr])
+        pred[te] = est.predict(samples.X[te])
+        p, r, f, _ = precision_recall_fscore_support(samples.y[te], pred[te], labels=[target_class], zero_division=0)
+        folds.append({"fold": fold, "n_test": len(te), f"{target_class}_f1": float(f[0]), "missing_classes": missing})
+    p, r, f, n = precision_recall_fscore_support(samples.y, pred, labels=classes, zero_division=0)
+    return {
+        "cv": f"StratifiedGroupKFold(n_splits={k}) grouped by plot",
+        "overall_accuracy": float((pred == samples.y).mean()),
+        "per_class": {
+            str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": {"labels": [str(c) for c in classes], "rows_true_cols_pred": confusion_matrix(samples.y, pred, labels=classes).tolist()},
+        "folds": folds,
+    }
+
+
+def fit_model(samples: Samples, cfg: FitConfig) -> RandomForestClassifier:
+    """Fit the final model on all samples."""
+    return make_estimator(cfg).fit(samples.X, samples.y)
+
+
+def _code_version() -> str:
+    try:
+        return version("coca-estimator")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def save_model(out: Path, estimator: Any, card: dict[str, Any]) -> Model:
+    """Write ``model.skops`` and ``card.json`` atomically; return the loaded, checked model."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.skops") as tmp:
+        sio.dump(estimator, tmp)
+    write_json(out / "card.json", card)
+    return load_model(out)
+
+
+def train(
+    cfg: TrainConfig,
+    labels: LabelSet,
+    out: Path,
+    *,
+    progress: bool = True,
+    scheduler: str | None = None,
+    extra_card: dict[str, Any] | None = None,
+) -> Model:
+    """Extract, cross-validate, fit and save. Returns the saved model."""
+    samples = extract_samples(labels, cfg, progress=progress, scheduler=scheduler)
+    counts = class_counts(samples.y)
+    if cfg.target_class not in counts:
+        raise LabelFileError(
+            f"{labels.path}: no usable pixel of target class '{cfg.target_class}' (classes: {sorted(counts)})"
+        )
+    log.info("training on %d pixels from %d plots: %s", len(samples.y), len(np.unique(samples.groups)), counts)
+    metrics = cross_validate(samples, cfg.fit, cfg.target_class)
+    estimator = fit_model(samples, cfg.fit)
+    card = {
+        "card_schema": CARD_SCHEMA,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": _code_version(),
+        "estimator": type(estimator).__name__,
+        "params": {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, type(None)))},
+        "features": list(FEATURE_NAMES),
+        "classes": [str(c) for c in estimator.classes_],
+        "target_class": cfg.target_class,
+        "training_data_sha256": samples.sha256(),
+        "labels": {"path": str(labels.path), "sha256": labels.sha256, "n_plots": len(labels.plot_ids)},
+        "samples": {
+            "pixels_per_class": counts,
+            "unobserved_label_pixels": samples.n_unobserved,
+            "plots_without_pixels": samples.n_plots_without_pixels,
+        },
+        "train_config_hash": config_hash(cfg),
+        "train_config": json.loads(cfg.model_dump_json()),
+        "metrics": metrics,
+        **(extra_card or {}),
+    }
+    return save_model(out, estimator, card)
