@@ -2,10 +2,25 @@
 
 Stages (one module each): search -> plan -> load -> mask -> features -> classify ->
 aggregate -> estimate; ``pipeline.run`` chains them. See DESIGN.md for the data flow.
+
+Names are imported lazily so that light entry points (``python -m estimator.serve``)
+start in a tenth of a second instead of importing dask and scikit-learn.
 """
 
-from .config import JobConfig, TrainConfig, load_job, load_train
-from .errors import EstimatorError
-from .pipeline import RunResult, run
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["EstimatorError", "JobConfig", "RunResult", "TrainConfig", "load_job", "load_train", "run"]
+
+_WHERE = {
+    "JobConfig": "config", "TrainConfig": "config", "load_job": "config", "load_train": "config",
+    "EstimatorError": "errors", "RunResult": "pipeline", "run": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'estimator' has no attribute {name!r}")

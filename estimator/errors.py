@@ -53,3 +53,16 @@ class LabelFileError(EstimatorError, ValueError):
 
 class ReadFailureError(EstimatorError, OSError):
     """Pixels could not be read and the job cannot account for them."""
+
+
+class ServerStartError(EstimatorError, RuntimeError):
+    """A loopback server did not come up.
+
+    The message is one line naming the server, the reason and the command, followed by the
+    last lines of the server's log.
+    """
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+        """The last lines of the server's log, as in the message."""
