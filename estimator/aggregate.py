@@ -56,6 +56,8 @@ class TilePartial:
     regions: dict[str, RegionSums]
     failed_items: list[str] = field(default_factory=list)
     message: str = ""
+    sieved_pixels: int = 0
+    """Pixels whose class the minimum mapping unit changed."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +70,7 @@ class TilePartial:
             regions={k: RegionSums(**v) for k, v in d["regions"].items()},
             failed_items=list(d.get("failed_items", [])),
             message=d.get("message", ""),
+            sieved_pixels=int(d.get("sieved_pixels", 0)),
         )
 
 

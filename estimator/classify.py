@@ -10,6 +10,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+from rasterio.features import sieve
 
 from .features import FEATURE_NAMES
 
@@ -50,3 +51,17 @@ def class_codes(probs: np.ndarray) -> np.ndarray:
     observed = np.isfinite(probs).all(axis=0)
     codes = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=0).astype(np.uint8) + 1
     return np.where(observed, codes, 0).astype(np.uint8)
+
+
+def sieve_codes(codes: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
+    """Apply a minimum mapping unit: 4-connected patches under ``min_pixels`` take the class
+    of the largest neighbouring patch. Unobserved pixels (0) neither grow nor absorb patches.
+
+    Returns the sieved codes and the number of pixels whose class changed.
+    """
+    if min_pixels <= 1:
+        return codes, 0
+    observed = codes > 0
+    out = sieve(codes, size=int(min_pixels), connectivity=4, mask=observed)
+    out = np.where(observed, out, 0).astype(np.uint8)
+    return out, int((out != codes).sum())

@@ -39,6 +39,11 @@ def setup_logging(verbose: bool) -> None:
     )
     # odc-stac logs every ignored read failure; we count and report them ourselves.
     logging.getLogger("odc").setLevel(logging.ERROR)
+    # odc-loader reprojects in-memory arrays through rasterio, which warns they have no
+    # geotransform; the warning is about odc's scratch arrays, not the user's data.
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

@@ -20,6 +20,7 @@ from .bands import SCL_CLEAR_DEFAULT
 from .errors import ConfigError
 
 __all__ = [
+    "ClassifyConfig",
     "ClusterConfig",
     "GridConfig",
     "JobConfig",
@@ -91,6 +92,16 @@ class MaskConfig(_Strict):
         return v
 
 
+class ClassifyConfig(_Strict):
+    min_patch_ha: float = Field(
+        0.1,
+        ge=0,
+        description="Minimum mapping unit: class patches smaller than this (4-connected) take the class "
+        "of their surroundings (rasterio sieve). Mixed pixels on field borders otherwise form thin "
+        "false-coca slivers. 0 disables.",
+    )
+
+
 class ClusterConfig(_Strict):
     address: str | None = Field(None, description="dask.distributed scheduler address; none = local threads.")
 
@@ -103,6 +114,7 @@ class JobConfig(_Strict):
     regions: RegionsConfig
     grid: GridConfig = GridConfig()
     mask: MaskConfig = MaskConfig()
+    classify: ClassifyConfig = ClassifyConfig()
     model: Path = Field(description="Model directory written by `python -m training fit`.")
     output: Path = Field(Path("runs/latest"), description="Run directory to write.")
     target_class: str = Field("coca", description="Class whose probability map is written.")

@@ -31,7 +31,7 @@ from rasterio.features import rasterize
 from tqdm.auto import tqdm
 
 from .aggregate import TilePartial, aggregate_tile, failed_tile, reduce_partials
-from .classify import class_codes, classify_dask
+from .classify import class_codes, classify_dask, sieve_codes
 from .config import JobConfig, config_hash
 from .errors import EstimatorError
 from .estimate import mapped_records
@@ -218,9 +218,11 @@ def _process_tile(
     c = plan.chunk_size
     probs = classify_dask(da.from_array(feats, chunks=(-1, c, c)), model.estimator, len(model.classes), model.model_id)
     probs = probs.compute()
-    codes = class_codes(probs)
+    min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
+    codes, n_sieved = sieve_codes(class_codes(probs), min_px)
     target = probs[model.classes.index(model.target_class)]
     partial = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+    partial.sieved_pixels = n_sieved
     return partial, {"class": codes, "prob": target.astype(np.float32), "n_clear": n_clear.astype(np.int16)}
 
 
@@ -281,7 +283,11 @@ def _manifest(
             "tile_size": job.grid.tile_size,
             "chunk_size": plan.chunk_size,
         },
-        "tiles": [{"id": p.tile_id, "status": p.status, "failed_items": p.failed_items, "message": p.message} for p in partials],
+        "tiles": [
+            {"id": p.tile_id, "status": p.status, "failed_items": p.failed_items, "message": p.message, "sieved_pixels": p.sieved_pixels}
+            for p in partials
+        ],
+        "min_patch_ha": job.classify.min_patch_ha,
         "timings_s": timer.spans,
         "versions": package_versions(),
     }

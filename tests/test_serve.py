@@ -359,9 +359,9 @@ def taken_port() -> Iterator[int]:
 
 
 def test_taken_port_raises(world: Path, tmp_path: Path, taken_port: int) -> None:
-    with pytest.raises(ServerStartError, match="(?i)address already in use"):
+    with pytest.raises(ServerStartError, match=r"(?i)address already in use"):
         start_stac_server(_collection(), [_item(0)], tmp_path, port=taken_port)
-    with pytest.raises(ServerStartError, match="(?i)address already in use"):
+    with pytest.raises(ServerStartError, match=r"(?i)address already in use"):
         start_file_server(world, port=taken_port, log_path=tmp_path / "files.log")
 
 

@@ -78,7 +78,7 @@ def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 1
     print(f"SYNTHETIC demo world (seed {seed}, {size_px}x{size_px} px, {n_dates} dates) in {out / 'world'}")
     world = generate_world(out / "world", spec, progress=progress)
     truth_all = json.loads(world.truth_path.read_text())
-    truth = {rid: r["classes_ha"] for rid, r in truth_all["regions"].items()}
+    truth = {rid: r["area_ha"] for rid, r in truth_all["regions"].items()}
     world_key = json.dumps(asdict(spec), sort_keys=True)
 
     with serve_world(world.root, out / "serve") as served:
