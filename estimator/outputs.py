@@ -110,7 +110,7 @@ def write_map_cog(
                 out.update_tags(**{k: v})
         resampling = "NEAREST" if np.issubdtype(np.dtype(layer.dtype), np.integer) else "AVERAGE"
         with atomic_path(dst) as tmp:
-            rasterio.shutil.copy(stage, tmp, driver="COG", compress="DEFLATE", overview_resampling=resampling, blocksize=512)
+            rasterio.shutil.copy(stage, tmp, driver="COG", compress="DEFLATE", overview_resampling=resampling, blocksize=256)
 
 
 def write_quicklook(

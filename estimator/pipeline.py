@@ -98,7 +98,7 @@ def dask_context(address: str | None) -> Iterator[Any]:
     from distributed import Client
 
     try:
-        client = Client(address, timeout="15s")
+        client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as e:
         raise EstimatorError(f"cannot connect to the dask scheduler at {address} ({type(e).__name__}); check --scheduler") from None
     with client:
@@ -231,6 +231,10 @@ def _job_key(job: JobConfig, model: Model, plan: Plan) -> str:
     cfg = job.model_dump(mode="json")
     cfg.pop("output", None)
     cfg.pop("cluster", None)
+    # The same scenes served from another address (a mirror, or the demo's fresh port) are
+    # the same work: scenes are identified by their ids below.
+    cfg["stac"].pop("url", None)
+    cfg["stac"].pop("timeout_s", None)
     blob = json.dumps([cfg, model.sha256, sorted(plan.items)], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,0 +1,159 @@
+"""The full job against served demo worlds: outputs, truth, resume, failed reads, a second world."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from estimator.config import load_job
+from estimator.demo.runner import demo_job
+from estimator.demo.world import WorldSpec, generate_world
+from estimator.estimate import RECORD_FIELDS
+from estimator.pipeline import run
+from estimator.serve import serve_world
+
+from .conftest import SMALL
+
+pytestmark = pytest.mark.integration
+
+
+def _job(tmp_path, world, stac_url, model, name="run", **overrides):
+    data = demo_job(world, stac_url, model.path, tmp_path / name, tile_size=256)
+    for k, v in overrides.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return load_job(p)
+
+
+def _truth(world):
+    return {rid: r["area_ha"] for rid, r in json.loads(world.truth_path.read_text())["regions"].items()}
+
+
+@pytest.fixture(scope="module")
+def first_run(small_world, served_world, trained_model, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("job")
+    job = _job(tmp, small_world, served_world.stac_url, trained_model)
+    return job, run(job, progress=False)
+
+
+def test_run_writes_the_output_contract(first_run, small_world):
+    job, result = first_run
+    d = result.run_dir
+    est = json.loads((d / "estimates.json").read_text())
+    assert est["schema_version"] == 1 and est["synthetic"] is True
+    regions = {r["region"] for r in est["records"]}
+    assert regions == set(_truth(small_world))
+    for r in est["records"]:
+        assert set(RECORD_FIELDS) <= set(r)
+        assert r["estimator"] == "mapped" and r["period"] == job.period.label
+        assert 0.99 <= r["observed_fraction"] <= 1.0
+        assert r["failed_read_fraction"] == 0.0
+    csv_lines = (d / "estimates.csv").read_text().splitlines()
+    assert csv_lines[0].split(",") == list(RECORD_FIELDS) and len(csv_lines) == len(est["records"]) + 1
+    for name, dtype in (("class.tif", "uint8"), ("coca_probability.tif", "float32"), ("valid_obs_count.tif", "int16")):
+        with rasterio.open(d / "maps" / name) as src:
+            assert src.dtypes[0] == dtype and src.crs.to_epsg() == small_world.spec.epsg
+            assert src.profile.get("tiled") and src.compression.name.upper() == "DEFLATE"
+            assert src.overviews(1), "a COG carries overviews"
+            assert src.tags().get("SYNTHETIC")
+    assert (d / "quicklook.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (d / "report.md").read_text()
+    assert "SYNTHETIC" in report and "coca" in report
+
+
+def test_manifest_records_provenance_across_the_baseline_change(first_run, trained_model):
+    _, result = first_run
+    m = json.loads((result.run_dir / "manifest.json").read_text())
+    offsets = {i["processing_baseline"]: i["offset"] for i in m["items"]}
+    assert offsets == {"03.01": 0.0, "04.00": pytest.approx(-0.1)}
+    assert m["model"]["sha256"] == trained_model.sha256
+    assert m["stac"]["filter_mode"] == "client" and m["stac"]["pages"] >= 2
+    assert all(t["status"] == "done" for t in m["tiles"]) and len(m["tiles"]) >= 2
+    assert m["versions"]["odc-stac"] and m["config_hash"]
+
+
+def test_mapped_coca_is_close_to_truth(first_run, small_world):
+    _, result = first_run
+    truth = _truth(small_world)
+    got = {r["region"]: r["area_ha"] for r in result.records if r["class"] == "coca"}
+    total_true = sum(t["coca"] for t in truth.values())
+    assert sum(got.values()) == pytest.approx(total_true, rel=0.2)
+    for rid, t in truth.items():
+        if t["coca"] >= 5:
+            assert got[rid] == pytest.approx(t["coca"], rel=0.3), rid
+    # region areas are true ground areas, equal to the world's own (independent) computation
+    for r in result.records:
+        assert r["region_area_ha"] == pytest.approx(
+            json.loads(small_world.truth_path.read_text())["regions"][r["region"]]["region_area_ha"], rel=2e-3
+        )
+
+
+def test_rerun_reuses_finished_tiles_and_reproduces_estimates(first_run):
+    job, result = first_run
+    again = run(job, progress=False)
+    assert again.tiles_reused == len(result.manifest["tiles"])
+    assert again.records == result.records
+
+
+def test_unreadable_scene_is_counted_as_failed_reads_not_zeros(small_world, trained_model, tmp_path):
+    world_copy = tmp_path / "world"
+    shutil.copytree(small_world.root, world_copy)
+    items = [json.loads(x) for x in (world_copy / "stac/items.ndjson").read_text().splitlines() if x.strip()]
+    victim = items[len(items) // 2]["id"]
+    (world_copy / "cogs" / victim / "B04.tif").write_bytes(b"not a tiff")
+    from estimator.demo.world import load_world
+
+    broken = load_world(world_copy)
+    with serve_world(world_copy, tmp_path / "serve") as served:
+        result = run(_job(tmp_path, broken, served.stac_url, trained_model), progress=False)
+    assert all(victim in t["failed_items"] for t in result.manifest["tiles"] if t["status"] == "done" and t["failed_items"])
+    assert any(victim in t["failed_items"] for t in result.manifest["tiles"])
+    for r in result.records:
+        # one of the twelve dates lost wherever it covered the region
+        assert r["failed_read_fraction"] == pytest.approx(1 / len(items), rel=0.35)
+        assert r["observed_fraction"] > 0.9
+
+
+def test_a_second_world_runs_without_code_changes(trained_model, tmp_path):
+    world = generate_world(tmp_path / "world2", WorldSpec(seed=99, **SMALL))
+    with serve_world(world.root, tmp_path / "serve") as served:
+        result = run(_job(tmp_path, world, served.stac_url, trained_model), progress=False)
+    coca = {r["region"]: r["area_ha"] for r in result.records if r["class"] == "coca"}
+    truth = _truth(world)
+    assert set(coca) == set(truth)
+    assert sum(coca.values()) == pytest.approx(sum(t["coca"] for t in truth.values()), rel=0.35)
+
+
+def test_loaded_reflectance_is_continuous_across_the_baseline_change(small_world, served_world):
+    """Forest reflectance read before and after 2022-01-25 agrees once per-item offsets apply."""
+    import dask
+
+    from estimator.config import PeriodConfig, StacConfig
+    from estimator.load import configure_gdal, load_tile
+    from estimator.plan import make_plan
+    from estimator.search import search_items
+
+    found = search_items(
+        StacConfig(url=served_world.stac_url, max_cloud_cover=100),
+        (-180, -90, 180, 90), PeriodConfig(start=small_world.spec.start, end=small_world.spec.end), progress=False,
+    )
+    regions = json.loads(small_world.regions_path.read_text())
+    from shapely.geometry import shape
+
+    plan = make_plan([i.to_dict() for i in found.items], shape(regions["features"][0]["geometry"]), resolution=10, tile_size=4096)
+    configure_gdal()
+    stack = load_tile(plan.tiles[0], plan, {i.id: i for i in found.items})
+    with dask.config.set(scheduler="threads"):
+        refl, scl = dask.compute(stack.reflectance.sel(band="nir").data, stack.scl.data)
+    times = [plan.items[g[0]].datetime.date().isoformat() for g in stack.groups]
+    veg = np.where(scl == 4, refl, np.nan)
+    before = np.nanmedian(veg[[t < "2022-01-25" for t in times]])
+    after = np.nanmedian(veg[[t >= "2022-01-25" for t in times]])
+    assert 0.15 < before < 0.5
+    assert after == pytest.approx(before, abs=0.03)  # without the offset "after" would be ~0.1 higher
