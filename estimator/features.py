@@ -89,14 +89,13 @@ def compute_features(reflectance: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected {len(REFLECTANCE_BANDS)} bands, got {nb}")
     r = reflectance.reshape(nb, nt, ny * nx).astype(np.float32, copy=False)
     feats: list[np.ndarray] = []
-    ndvi = None
+    indices: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for name, (a, b) in INDICES.items():
             va, vb = r[_B[a]], r[_B[b]]
             idx = (va - vb) / (va + vb)
             idx[~np.isfinite(idx)] = np.nan
-            if name == "ndvi":
-                ndvi = idx
+            indices[name] = idx
             med, p10, p90 = _quantiles(idx, (0.5, 0.1, 0.9))
             n = np.isfinite(idx).sum(axis=0)
             mean = np.where(n > 0, np.nansum(idx, axis=0) / np.maximum(n, 1), np.nan)
@@ -104,8 +103,7 @@ def compute_features(reflectance: np.ndarray) -> np.ndarray:
             feats += [med, p10, p90, np.sqrt(var).astype(np.float32)]
         for bi in range(nb):
             feats += _quantiles(r[bi], (0.5,))
-    assert ndvi is not None
-    feats += _harvest_features(ndvi)
+    feats += _harvest_features(indices["ndvi"])
     return np.stack(feats).reshape(len(FEATURE_NAMES), ny, nx).astype(np.float32)
 
 

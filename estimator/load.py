@@ -43,7 +43,7 @@ GDAL_HTTP_OPTIONS: dict[str, str] = {
 
 def configure_gdal() -> None:
     """Install :data:`GDAL_HTTP_OPTIONS` for odc-stac; captured into every read task."""
-    odc.stac.configure_rio(cloud_defaults=False, **GDAL_HTTP_OPTIONS)
+    odc.stac.configure_rio(cloud_defaults=False, **GDAL_HTTP_OPTIONS)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA - not a real estimate"
+#: Map colours by class name (the target class stands out in red); index 0 is unobserved.
+CLASS_COLOURS: dict[str, str] = {
+    "coca": "#e41a1c", "forest": "#1b5e20", "regrowth": "#66bb6a", "other_crop": "#ffb300",
+    "pasture": "#d4e157", "bare_soil": "#a1887f", "water": "#1e88e5", "settlement": "#9e9e9e",
+}
 
 
 @contextmanager
@@ -72,11 +78,15 @@ def write_estimates(run_dir: Path, records: Sequence[Mapping[str, Any]], meta: M
     write_text(run_dir / "estimates.csv", buf.getvalue())
 
 
+@dataclass(frozen=True)
 class MapLayer:
-    """One output map: a name, dtype, nodata and a reader of per-tile arrays."""
+    """One output map."""
 
-    def __init__(self, name: str, dtype: str, nodata: float, read_tile: Callable[[str], np.ndarray]):
-        self.name, self.dtype, self.nodata, self.read_tile = name, dtype, nodata, read_tile
+    filename: str
+    dtype: str
+    nodata: float
+    read_tile: Callable[[str], np.ndarray]
+    """Returns the layer's array for a tile id."""
 
 
 def write_map_cog(
@@ -134,8 +144,9 @@ def write_quicklook(
         f = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
         arr = src.read(1, out_shape=(max(1, src.height // f), max(1, src.width // f)), resampling=rasterio.enums.Resampling.nearest)
         b = src.bounds
-    palette = ["#000000", "#e41a1c", "#1b5e20", "#66bb6a", "#ffb300", "#c5e1a5", "#a1887f", "#1e88e5", "#9e9e9e", "#8e24aa", "#00acc1"]
-    cmap = ListedColormap(palette[: len(classes) + 1])
+    fallback = iter(["#8e24aa", "#00acc1", "#f06292", "#5d4037", "#cddc39", "#455a64"])
+    palette = ["#000000"] + [CLASS_COLOURS.get(c) or next(fallback, "#bdbdbd") for c in classes]
+    cmap = ListedColormap(palette)
     fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
     ax.imshow(arr, cmap=cmap, vmin=0, vmax=len(classes), extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
     for rid, geom in outlines:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -172,12 +173,12 @@ class _TileStore:
             return TilePartial.from_json(json.loads(j.read_text()))
         return None
 
-    def save(self, partial: TilePartial, arrays: Mapping[str, np.ndarray]) -> None:
+    def save(self, part: TilePartial, arrays: Mapping[str, np.ndarray]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.root / f"{partial.tile_id}.npz") as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+        with atomic_path(self.root / f"{part.tile_id}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         # The JSON lands last: its presence marks the tile finished.
-        write_json(self.root / f"{partial.tile_id}.json", partial.to_json())
+        write_json(self.root / f"{part.tile_id}.json", part.to_json())
 
     def array(self, tile_id: str, name: str) -> np.ndarray:
         with np.load(self.root / f"{tile_id}.npz") as z:
@@ -189,27 +190,49 @@ class _TileStore:
                 shutil.rmtree(d, ignore_errors=True)
 
 
+@dataclass
+class _Bars:
+    """One bar per costly stage, counted in tiles: reading+features, then classification."""
+
+    load: Any
+    classify: Any
+
+    def skip(self) -> None:
+        self.load.update(1)
+        self.classify.update(1)
+
+
 def _process_tile(
-    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], regions: Sequence[Region], model: Model, job: JobConfig
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    regions: Sequence[Region],
+    model: Model,
+    job: JobConfig,
+    bars: _Bars,
 ) -> tuple[TilePartial, dict[str, np.ndarray]]:
     ny, nx = tile.geobox.shape.yx
     ids = [r.id for r in regions]
     masks = rasterize_regions(regions, tile.geobox)
     area = pixel_area_m2(tile.geobox)
     expected = _coverage(tile, plan, tile.groups)
-    empty = {
+    empty: dict[str, np.ndarray] = {
         "class": np.zeros((ny, nx), np.uint8),
         "prob": np.full((ny, nx), np.nan, np.float32),
         "n_clear": np.full((ny, nx), -1, np.int16),
     }
     if not masks.any():
+        bars.skip()
         return TilePartial(tile.id, "done", {}), empty
     result, failed_items, error = _tile_features_robust(tile, plan, items, job.mask.clear_scl)
+    bars.load.update(1)
     if error:
+        bars.classify.update(1)
         log.warning("tile %s failed: %s", tile.id, error)
         return failed_tile(tile.id, ids, masks, area, expected, error), empty
     failed_obs = _coverage(tile, plan, [[i] for i in failed_items]) if failed_items else np.zeros_like(expected)
     if result is None:  # no scene touches this tile: nothing observed
+        bars.classify.update(1)
         codes = np.zeros((ny, nx), np.uint8)
         return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
     feats, n_clear = result
@@ -218,6 +241,7 @@ def _process_tile(
     c = plan.chunk_size
     probs = classify_dask(da.from_array(feats, chunks=(-1, c, c)), model.estimator, len(model.classes), model.model_id)
     probs = probs.compute()
+    bars.classify.update(1)
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
     codes, n_sieved = sieve_codes(class_codes(probs), min_px)
     target = probs[model.classes.index(model.target_class)]
@@ -338,16 +362,22 @@ def run(
     configure_gdal()
     partials: list[TilePartial] = []
     reused = 0
-    with dask_context(scheduler or job.cluster.address), timer("tiles"):
-        for tile in tqdm(plan.tiles, desc="load+classify tiles", unit="tile", disable=not progress):
+    n = len(plan.tiles)
+    bars = _Bars(
+        tqdm(total=n, desc="load    ", unit="tile", disable=not progress, position=0),
+        tqdm(total=n, desc="classify", unit="tile", disable=not progress, position=1),
+    )
+    with dask_context(scheduler or job.cluster.address), timer("tiles"), bars.load, bars.classify:
+        for tile in plan.tiles:
             prev = store.done(tile.id)
             if prev is not None:
                 partials.append(prev)
                 reused += 1
+                bars.skip()
                 continue
-            partial, arrays = _process_tile(tile, plan, items, regions, model, job)
-            store.save(partial, arrays)
-            partials.append(partial)
+            part, arrays = _process_tile(tile, plan, items, regions, model, job, bars)
+            store.save(part, arrays)
+            partials.append(part)
     with timer("reduce"):
         totals = reduce_partials(partials, [r.id for r in regions])
         records = mapped_records(
@@ -357,13 +387,16 @@ def run(
         tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
         maps = run_dir / "maps"
         maps.mkdir(parents=True, exist_ok=True)
-        for name, dtype, nodata in (("class", "uint8", 0), ("prob", "float32", float("nan")), ("n_clear", "int16", -1)):
-            fname = {"class": "class.tif", "prob": f"{model.target_class}_probability.tif", "n_clear": "valid_obs_count.tif"}[name]
-            layer = MapLayer(name, dtype, nodata, lambda tid, n=name: store.array(tid, n))
-            tags = {"classes": json.dumps(["unobserved", *model.classes])} if name == "class" else {}
+        layers = (
+            MapLayer("class.tif", "uint8", 0, partial(store.array, name="class")),
+            MapLayer(f"{model.target_class}_probability.tif", "float32", float("nan"), partial(store.array, name="prob")),
+            MapLayer("valid_obs_count.tif", "int16", -1, partial(store.array, name="n_clear")),
+        )
+        for layer in layers:
+            tags = {"classes": json.dumps(["unobserved", *model.classes])} if layer.filename == "class.tif" else {}
             if synthetic:
                 tags["SYNTHETIC"] = "demo world, not real imagery"
-            write_map_cog(maps / fname, plan.grid, tiles_gb, layer, descriptions=tags)
+            write_map_cog(maps / layer.filename, plan.grid, tiles_gb, layer, descriptions=tags)
         outlines = [(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions]
         write_quicklook(
             run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,

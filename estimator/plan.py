@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import shapely
 from odc.geo.geobox import GeoBox, GeoboxTiles
@@ -159,7 +159,7 @@ def make_plan(
     ny, nx = gbt.shape.yx
     for row in range(ny):
         for col in range(nx):
-            gb = gbt[row, col]
+            gb = cast(GeoBox, gbt[row, col])  # a tile of a GeoBox is a GeoBox
             box = shapely.box(*gb.boundingbox)
             if not box.intersects(area_xy):
                 continue

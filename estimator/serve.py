@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from .errors import ServerStartError
@@ -92,8 +92,26 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _RUNNING: dict[int, Server] = {}
 
 
+class _StopOnExit:
+    """Context-manager support for anything with ``stop()``."""
+
+    def stop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass
-class Server:
+class Server(_StopOnExit):
     """A server subprocess started by this module."""
 
     name: str
@@ -117,20 +135,10 @@ class Server:
             _stop_pid(self.pid, self.name, timeout)
         _RUNNING.pop(self.pid, None)
 
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @dataclass
-class ServedWorld:
+class ServedWorld(_StopOnExit):
     """A world directory served on loopback: a STAC API plus a COG file server."""
 
     stac_url: str
@@ -147,16 +155,6 @@ class ServedWorld:
         for server in reversed(self.servers):
             server.stop()
 
-    def __enter__(self) -> ServedWorld:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def free_port() -> int:

@@ -167,6 +167,6 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
     return Samples(X, np.array(ys), np.array(gs), n_unobserved, n_empty)
 
 
-def class_counts(values: Sequence[str]) -> dict[str, int]:
+def class_counts(values: Sequence[str] | np.ndarray) -> dict[str, int]:
     u, n = np.unique(np.asarray(values), return_counts=True)
     return {str(a): int(b) for a, b in zip(u, n, strict=True)}

@@ -22,7 +22,7 @@ from ..errors import EstimatorError
 from ..model import load_model
 from ..pipeline import run
 from ..serve import serve_world
-from .world import World, WorldSpec, generate_world
+from .world import GENERATOR_VERSION, World, WorldSpec, generate_world
 
 __all__ = ["demo_job", "demo_train", "run_demo"]
 
@@ -79,7 +79,7 @@ def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 1
     world = generate_world(out / "world", spec, progress=progress)
     truth_all = json.loads(world.truth_path.read_text())
     truth = {rid: r["area_ha"] for rid, r in truth_all["regions"].items()}
-    world_key = json.dumps(asdict(spec), sort_keys=True)
+    world_key = json.dumps({**asdict(spec), "generator": GENERATOR_VERSION}, sort_keys=True)
 
     with serve_world(world.root, out / "serve") as served:
         print(f"serving STAC API at {served.stac_url} and COGs at {served.files_url}")
