@@ -5,14 +5,17 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import box
 
 from estimator.bands import REFLECTANCE_BANDS
 from estimator.errors import ConfigError
 from estimator.plan import band_scaling, group_items, item_info, make_plan
-from estimator.regions import Region
+from estimator.regions import Region, rasterize_regions
 
 ES = "real/stac/earth_search_v1"
 
@@ -122,3 +125,38 @@ def test_plan_drops_tiles_outside_the_regions(shared):
     gy, gx = plan.grid.shape.yx
     all_tiles = -(-gy // 256) * -(-gx // 256)
     assert 0 < len(plan.tiles) < all_tiles
+
+
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    w=st.floats(0.005, 0.08), h=st.floats(0.005, 0.08), tile=st.sampled_from([64, 100, 256]),
+    res=st.sampled_from([10.0, 20.0]),
+)
+def test_tiles_partition_the_grid_over_the_area(w, h, tile, res):
+    """Chunking invariant: kept tiles never overlap, align with the grid, and cover every
+    grid pixel whose cell meets the area."""
+    area = box(-74.2, -12.6, -74.2 + w, -12.6 + h)
+    plan = make_plan([], area, resolution=res, tile_size=tile)
+    g = plan.grid.affine
+    ny, nx = plan.grid.shape.yx
+    covered = 0
+    seen = set()
+    for t in plan.tiles:
+        a = t.geobox.affine
+        r0, c0 = round((a.f - g.f) / g.e), round((a.c - g.c) / g.a)
+        assert (a.a, a.e) == (g.a, g.e)
+        assert r0 % tile == 0 and c0 % tile == 0
+        assert (r0, c0) not in seen
+        seen.add((r0, c0))
+        ty, tx = t.geobox.shape.yx
+        assert ty <= tile and tx <= tile and r0 + ty <= ny and c0 + tx <= nx
+        covered += ty * tx
+    assert covered <= ny * nx
+    # every pixel whose centre lies in the area is inside a kept tile
+    inside = rasterize_regions([Region("a", area)], plan.grid)[0]
+    kept = np.zeros((ny, nx), dtype=bool)
+    for r0, c0 in seen:
+        kept[r0 : r0 + tile, c0 : c0 + tile] = True
+    assert inside.any() and not (inside & ~kept).any()
