@@ -25,19 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from .errors import AreaSampleError
+
 __all__ = [
     "AreaSampleError",
     "OlofssonResult",
     "StehmanResult",
-    "olofsson",
-    "stehman",
-    "sample_size",
     "allocate",
+    "olofsson",
+    "sample_size",
+    "stehman",
 ]
-
-
-class AreaSampleError(ValueError):
-    """The sample cannot support an estimate (e.g. a stratum with fewer than two units)."""
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -85,7 +83,8 @@ def _check_counts(mapped: np.ndarray, counts: np.ndarray) -> np.ndarray:
     empty = np.flatnonzero((mapped > 0) & (n_row == 0))
     if empty.size:
         raise AreaSampleError(f"map class(es) {empty.tolist()} are mapped but have no sample unit; sample every mapped class")
-    single = np.flatnonzero((mapped > 0) & (n_row == 1))
+    # One unit is enough only for a census (a one-pixel stratum): its variance is zero.
+    single = np.flatnonzero((mapped > 1) & (n_row == 1))
     if single.size:
         raise AreaSampleError(
             f"map class(es) {single.tolist()} have a single sample unit; a variance needs at least two per stratum"
@@ -93,11 +92,24 @@ def _check_counts(mapped: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return n_row
 
 
+def _adjusted_frac(n_ij: np.ndarray, n_i: np.ndarray) -> np.ndarray:
+    """Cell proportions for the *variance* only: (x + 1) / (n + 2) where a stratum shows none
+    (or only) of a class. A stratum sample without a single error does not prove the map has
+    none; with the plain formula such a stratum contributes zero variance and a near-perfect
+    map gets a zero-width interval that misses the truth."""
+    safe = np.where(n_i > 0, n_i, 1.0)[:, None]
+    frac = n_ij / safe
+    edge = (n_ij == 0) | (n_ij == safe)
+    return np.where(edge & (n_i[:, None] > 0), (n_ij + 1) / (safe + 2), frac)
+
+
 def olofsson(
     mapped_pixels: Sequence[float],
     sample_counts: Sequence[Sequence[float]],
     pixel_area_ha: float,
     z: float = 1.96,
+    *,
+    adjust_zero_cells: bool = False,
 ) -> OlofssonResult:
     """Stratified estimator of area and accuracy when strata are the map classes.
 
@@ -111,6 +123,9 @@ def olofsson(
         Area of one pixel in hectares.
     z
         Normal quantile of the interval (1.96 for 95 %).
+    adjust_zero_cells
+        Compute the area variance with (x + 1) / (n + 2) in cells where a stratum's sample
+        holds none or all of a class (off: the published formulas, eq. 10).
 
     Raises
     ------
@@ -130,7 +145,9 @@ def olofsson(
     p_col = p.sum(axis=0)
     # eq. 10: SE of the area proportion of each reference class
     dof = np.where(n_i > 1, n_i - 1, 1.0)
-    var_terms = (W**2)[:, None] * frac * (1 - frac) / dof[:, None]
+    vfrac = _adjusted_frac(n_ij, n_i) if adjust_zero_cells else frac
+    census = (N_i <= n_i)[:, None]  # a fully enumerated stratum has no sampling variance
+    var_terms = np.where(census, 0.0, (W**2)[:, None] * vfrac * (1 - vfrac) / dof[:, None])
     se_p = np.sqrt(var_terms.sum(axis=0))
     total_ha = total_px * pixel_area_ha
 
@@ -219,6 +236,7 @@ def stehman(
     *,
     pixel_area: float = 1.0,
     domain: Sequence[bool] | None = None,
+    adjust_zero_cells: bool = False,
 ) -> StehmanResult:
     """Stratified estimators of Stehman (2014) for strata that differ from the map classes.
 
@@ -235,6 +253,9 @@ def stehman(
     domain
         Optional per-unit flag: estimate areas of the reference classes *within* the
         domain (e.g. a region) only; proportions stay relative to the whole population.
+    adjust_zero_cells
+        Where a stratum's indicator is constant (no unit, or every unit, of a class), use
+        the variance of (x + 1) / (n + 2) instead of zero (see :func:`olofsson`).
 
     Raises
     ------
@@ -269,17 +290,25 @@ def stehman(
     agree_c = ref_c * map_c
     ys = np.concatenate([ref_c * in_domain[:, None], map_c, agree_c, (mapped == ref).astype(float)[:, None]], axis=1)
     means, covs = _stratum_moments(strata, ys, labels, N_h)
+    if adjust_zero_cells:
+        for h in range(len(labels)):
+            x = means[h] * n_h[h]
+            flat = np.isclose(np.diag(covs[h]), 0.0)
+            pt = (x + 1) / (n_h[h] + 2)
+            adj = pt * (1 - pt) * n_h[h] / (n_h[h] - 1)
+            covs[h][np.diag_indices(ys.shape[1])] = np.where(flat, adj, np.diag(covs[h]))
 
     totals = (N_h[:, None] * means).sum(axis=0)  # Y_hat = sum_h N_h ybar_h (eq. 26)
     # V(Y_hat) with the finite population correction; covariances for the ratios
     wv = (N_h**2 * fpc / n_h)[:, None, None] * covs
     cov_tot = wv.sum(axis=0)
 
-    A, M, G, O = slice(0, k), slice(k, 2 * k), slice(2 * k, 3 * k), 3 * k
-    prop = totals[A] / N
-    se_prop = np.sqrt(np.diag(cov_tot)[A]) / N
-    oa = totals[O] / N
-    se_oa = float(np.sqrt(cov_tot[O, O]) / N)
+    # column blocks of ys: reference class (in domain), map class, agreement per class, overall
+    ref_cols, agree_col = slice(0, k), 3 * k
+    prop = totals[ref_cols] / N
+    se_prop = np.sqrt(np.diag(cov_tot)[ref_cols]) / N
+    oa = totals[agree_col] / N
+    se_oa = float(np.sqrt(cov_tot[agree_col, agree_col]) / N)
 
     def ratio(num: int, den: int) -> tuple[float, float]:
         y, x = totals[num], totals[den]

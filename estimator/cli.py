@@ -23,6 +23,21 @@ EPILOG_RUN = """examples:
   python -m estimator run job.yaml --out runs/vraem --set stac.max_cloud_cover=60
   python -m estimator run job.yaml --scheduler tcp://10.0.0.5:8786
 """
+EPILOG_SAMPLE = """examples:
+  python -m estimator sample runs/vraem --n 600 --out sample.geojson
+  python -m estimator sample runs/vraem --target-se 0.01 --expected-ua coca=0.6 --out sample.geojson
+  python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
+
+Strata are region x map class by default (one error-adjusted estimate per region);
+'--strata class' uses map classes only (estimates per region by Stehman's domain estimator).
+Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
+"""
+EPILOG_ASSESS = """examples:
+  python -m estimator assess runs/vraem --reference sample-labeled.geojson
+
+Replaces area_ha in estimates.json/.csv by the error-adjusted estimate with ci95_low_ha /
+ci95_high_ha, writes assessment.json (accuracies, interpreter agreement) and updates report.md.
+"""
 EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
   python -m estimator demo --out /tmp/demo --seed 7
@@ -85,29 +100,73 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(records, manifest, run_dir: Path, truth=None) -> None:
-    """Print the target class per region (and the truth when known)."""
-    target = manifest["model"]["target_class"]
-    if manifest.get("synthetic"):
+def print_estimates(records, target: str, *, synthetic: bool, truth=None, all_classes: bool = False) -> None:
+    """Print estimates per region (the target class, or all), beside the truth when known."""
+    if synthetic:
         print("SYNTHETIC DEMO DATA - these figures come from a generated world, not real imagery")
-    head = f"{'region':<14}{'observed':>10}{'mapped ' + target + ' ha':>18}"
+    head = f"{'region':<12}{'class':<12}{'observed':>9}{'mapped ha':>11}{'estimate ha':>13}{'95% CI (ha)':>22}"
     if truth is not None:
-        head += f"{'true ha':>12}{'diff':>9}"
+        head += f"{'true ha':>10}{'in CI':>7}"
     print(head)
     for r in records:
-        if r["class"] != target:
+        if r["class"] != target and not all_classes:
             continue
         obs = "n/a" if r["observed_fraction"] is None else f"{100 * r['observed_fraction']:.1f}%"
-        line = f"{r['region']:<14}{obs:>10}{r['area_ha']:>18,.1f}"
+        has_ci = r.get("ci95_low_ha") is not None
+        ci = f"{r['ci95_low_ha']:,.1f} - {r['ci95_high_ha']:,.1f}" if has_ci else "none (mapped)"
+        line = f"{r['region']:<12}{r['class']:<12}{obs:>9}{r['mapped_area_ha']:>11,.1f}{r['area_ha']:>13,.1f}{ci:>22}"
         if truth is not None:
-            t = truth.get(r["region"], {}).get(target)
-            diff = "" if not t else f"{100 * (r['area_ha'] - t) / t:+.1f}%"
-            line += f"{t if t is not None else float('nan'):>12,.1f}{diff:>9}"
+            t = truth.get(r["region"], {}).get(r["class"])
+            inside = "" if t is None or not has_ci else ("yes" if r["ci95_low_ha"] <= t <= r["ci95_high_ha"] else "NO")
+            line += f"{t if t is not None else float('nan'):>10,.1f}{inside:>7}"
         print(line)
+
+
+def print_summary(records, manifest, run_dir: Path, truth=None) -> None:
+    """Print a finished run: the target class per region, failed tiles, where outputs are."""
+    print_estimates(records, manifest["model"]["target_class"], synthetic=bool(manifest.get("synthetic")), truth=truth)
     failed = [t for t in manifest["tiles"] if t["status"] == "failed"]
     if failed:
         print(f"{len(failed)} tile(s) could not be read; their pixels count as failed reads (see manifest.json)")
     print(f"run directory: {run_dir}")
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .outputs import write_json
+    from .rundir import open_run
+    from .sample import draw_sample
+
+    ua = {}
+    for item in args.expected_ua:
+        cls, _, val = item.partition("=")
+        try:
+            ua[cls] = float(val)
+        except ValueError:
+            raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
+    run = open_run(args.run_dir)
+    fc = draw_sample(
+        run, n=args.n, target_se=args.target_se, expected_ua=ua, min_per_stratum=args.min_per_stratum,
+        by_region=args.strata == "region-class", seed=args.seed, progress=not args.quiet,
+    )
+    write_json(args.out, fc)
+    strata = fc["sampling"]["strata"]
+    print(f"{len(fc['features'])} sample units in {len(strata)} strata written to {args.out}")
+    if run.synthetic:
+        print("SYNTHETIC demo run: the sample points lie in a generated world")
+    return 0
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    from .assess import assess_run
+
+    out = assess_run(args.run_dir, args.reference, z=args.z, adjust_zero_cells=not args.no_zero_cell_adjustment)
+    recs = out["records"]
+    print_estimates(recs, args.target_class, synthetic=bool(recs and recs[0].get("synthetic")), all_classes=args.all_classes)
+    ia = out["assessment"]["interpreters"]
+    if ia["units_labeled_by_both"]:
+        print(f"interpreter agreement: {100 * ia['agreement_rate']:.1f} % of {ia['units_labeled_by_both']} units")
+    print(f"updated {args.run_dir}/estimates.json, assessment.json and report.md")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -134,6 +193,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key, e.g. grid.tile_size=1024")
     add_common_options(p)
     p.set_defaults(fn=_cmd_run)
+
+    s = sub.add_parser(
+        "sample", help="draw a stratified reference sample from a run's class map", epilog=EPILOG_SAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Stratified random sample of pixel centres (Olofsson et al. 2014 allocation) for reference labeling.",
+    )
+    s.add_argument("run_dir", type=Path, help="run directory written by `estimator run`")
+    s.add_argument("--out", type=Path, required=True, help="GeoJSON file to write")
+    s.add_argument("--n", type=int, help="total sample size (default: from --target-se)")
+    s.add_argument("--target-se", type=float, default=0.01, help="target standard error of overall accuracy (default 0.01)")
+    s.add_argument("--expected-ua", action="append", default=[], metavar="CLASS=UA", help="conjectured user's accuracy (default coca=0.7, others 0.9)")
+    s.add_argument("--min-per-stratum", type=int, default=50, help="minimum units per stratum (default 50)")
+    s.add_argument("--strata", choices=["region-class", "class"], default="region-class", help="stratification (default region-class)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_common_options(s)
+    s.set_defaults(fn=_cmd_sample)
+
+    a = sub.add_parser(
+        "assess", help="error-adjusted areas and accuracy from a labeled reference sample", epilog=EPILOG_ASSESS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Design-based area estimates with 95 %% confidence intervals (Olofsson 2014 / Stehman 2014).",
+    )
+    a.add_argument("run_dir", type=Path, help="run directory the sample was drawn from")
+    a.add_argument("--reference", type=Path, required=True, help="labeled sample GeoJSON")
+    a.add_argument("--z", type=float, default=1.96, help="normal quantile of the intervals (default 1.96: 95 %%)")
+    a.add_argument(
+        "--no-zero-cell-adjustment", action="store_true",
+        help="textbook variances: a stratum whose sample shows no error adds zero variance",
+    )
+    a.add_argument("--target-class", default="coca", help="class to print (default coca)")
+    a.add_argument("--all-classes", action="store_true", help="print every class")
+    add_common_options(a)
+    a.set_defaults(fn=_cmd_assess)
 
     d = sub.add_parser(
         "demo", help="generate, serve and estimate the synthetic demo world", epilog=EPILOG_DEMO,

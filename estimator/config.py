@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +22,7 @@ from .errors import ConfigError
 __all__ = [
     "ClassifyConfig",
     "ClusterConfig",
+    "CoverageConfig",
     "GridConfig",
     "JobConfig",
     "MaskConfig",
@@ -102,6 +103,20 @@ class ClassifyConfig(_Strict):
     )
 
 
+class CoverageConfig(_Strict):
+    unobserved: Literal["withhold", "extrapolate"] = Field(
+        "withhold",
+        description="What to say about the part of a region never observed clear: 'withhold' reports the "
+        "observed part only; 'extrapolate' adds a whole-region figure with a widened interval.",
+    )
+    transfer_uncertainty: float = Field(
+        0.5,
+        ge=0,
+        description="Relative uncertainty (1 sigma) assumed when transferring the observed part's "
+        "density to the unobserved part; it widens the extrapolated interval.",
+    )
+
+
 class ClusterConfig(_Strict):
     address: str | None = Field(None, description="dask.distributed scheduler address; none = local threads.")
 
@@ -115,6 +130,7 @@ class JobConfig(_Strict):
     grid: GridConfig = GridConfig()
     mask: MaskConfig = MaskConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    coverage: CoverageConfig = CoverageConfig()
     model: Path = Field(description="Model directory written by `python -m training fit`.")
     output: Path = Field(Path("runs/latest"), description="Run directory to write.")
     target_class: str = Field("coca", description="Class whose probability map is written.")

@@ -51,6 +51,14 @@ class LabelFileError(EstimatorError, ValueError):
     """A labels file is not usable for training."""
 
 
+class AreaSampleError(EstimatorError, ValueError):
+    """A reference sample cannot support an estimate (e.g. a stratum with one unit)."""
+
+
+class ReferenceSampleError(EstimatorError, ValueError):
+    """A labeled reference sample cannot be used for this run."""
+
+
 class ReadFailureError(EstimatorError, OSError):
     """Pixels could not be read and the job cannot account for them."""
 

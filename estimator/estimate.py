@@ -25,6 +25,8 @@ RECORD_FIELDS: tuple[str, ...] = (
     "mapped_area_ha", "area_ha", "ci95_low_ha", "ci95_high_ha",
     "observed_fraction", "failed_read_fraction", "region_area_ha", "observed_area_ha",
     "mapped_pixels", "model_id", "synthetic",
+    "se_area_ha", "users_accuracy", "producers_accuracy", "sample_n",
+    "coverage_policy", "extrapolated_area_ha", "extrapolated_ci95_low_ha", "extrapolated_ci95_high_ha",
 )
 
 
@@ -67,6 +69,42 @@ def mapped_records(
                     "mapped_pixels": s.class_pixels.get(cls, 0),
                     "model_id": model_id,
                     "synthetic": synthetic,
+                    "se_area_ha": None,
+                    "users_accuracy": None,
+                    "producers_accuracy": None,
+                    "sample_n": None,
                 }
             )
     return records
+
+
+def apply_coverage(records: list[dict[str, Any]], policy: str, transfer_uncertainty: float, z: float = 1.96) -> None:
+    """Add the whole-region figure (or say it is withheld) to every record, in place.
+
+    Cloud-persistent or unreadable pixels are not "no coca". With ``extrapolate``, the
+    observed part's density is transferred to the unobserved part::
+
+        A_total = A_obs / f            (f = observed_fraction)
+        SE_total^2 = (SE_obs / f)^2 + (lambda * A_obs * (1 - f) / f)^2
+
+    where lambda (``transfer_uncertainty``) is the assumed relative uncertainty of that
+    transfer: the interval widens with the unobserved share. The lower bound never drops
+    below the observed part's own lower bound. A mapped area has no SE, so its extrapolated
+    interval stays empty.
+    """
+    for r in records:
+        f = r.get("observed_fraction")
+        r["coverage_policy"] = "withheld" if policy == "withhold" else "extrapolated"
+        r["extrapolated_area_ha"] = r["extrapolated_ci95_low_ha"] = r["extrapolated_ci95_high_ha"] = None
+        if policy == "withhold" or not f:
+            continue
+        a = float(r["area_ha"])
+        total = a / f
+        r["extrapolated_area_ha"] = round(total, 4)
+        se = r.get("se_area_ha")
+        if se is None:
+            continue
+        se_total = ((se / f) ** 2 + (transfer_uncertainty * a * (1 - f) / f) ** 2) ** 0.5
+        low_obs = r.get("ci95_low_ha") or 0.0
+        r["extrapolated_ci95_low_ha"] = round(max(low_obs, total - z * se_total, 0.0), 4)
+        r["extrapolated_ci95_high_ha"] = round(total + z * se_total, 4)

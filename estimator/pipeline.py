@@ -35,7 +35,7 @@ from .aggregate import TilePartial, aggregate_tile, failed_tile, reduce_partials
 from .classify import class_codes, classify_dask, sieve_codes
 from .config import JobConfig, config_hash
 from .errors import EstimatorError
-from .estimate import mapped_records
+from .estimate import apply_coverage, mapped_records
 from .features import features_dask
 from .grid import pixel_area_m2
 from .load import configure_gdal, find_unreadable, load_tile
@@ -383,6 +383,7 @@ def run(
         records = mapped_records(
             totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
         )
+        apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
     with timer("outputs"):
         tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
         maps = run_dir / "maps"

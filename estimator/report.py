@@ -20,8 +20,10 @@ def render_report_md(
     *,
     target_class: str,
     truth: Mapping[str, Mapping[str, float]] | None = None,
+    assessment: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render ``report.md`` from estimate records and the manifest."""
+    """Render ``report.md`` from estimate records, the manifest and (after ``assess``) the
+    accuracy assessment."""
     synthetic = bool(manifest.get("synthetic"))
     lines: list[str] = []
     if synthetic:
@@ -40,8 +42,8 @@ def render_report_md(
         f"## {target_class.capitalize()} per region",
         "",
     ]
-    head = "| region | region area (ha) | observed | failed reads | mapped " + target_class + " (ha) | 95 % CI |"
-    sep = "|---|---:|---:|---:|---:|---|"
+    head = "| region | region area (ha) | observed | failed reads | mapped (ha) | estimate (ha) | 95 % CI (ha) | estimator |"
+    sep = "|---|---:|---:|---:|---:|---:|---|---|"
     if truth:
         head += " true (ha) |"
         sep += "---:|"
@@ -52,11 +54,11 @@ def render_report_md(
         ci = (
             f"{r['ci95_low_ha']:,.1f} - {r['ci95_high_ha']:,.1f}"
             if r.get("ci95_low_ha") is not None
-            else "none (mapped area; needs a reference sample)"
+            else "none: needs a labeled reference sample"
         )
         row = (
             f"| {r['region']} | {r['region_area_ha']:,.1f} | {_pct(r['observed_fraction'])} | "
-            f"{_pct(r['failed_read_fraction'])} | {r['area_ha']:,.1f} | {ci} |"
+            f"{_pct(r['failed_read_fraction'])} | {r['mapped_area_ha']:,.1f} | {r['area_ha']:,.1f} | {ci} | {r['estimator']} |"
         )
         if truth:
             t = truth.get(r["region"], {}).get(target_class)
@@ -69,9 +71,11 @@ def render_report_md(
         "the period. Unobserved pixels are not counted as absent; `observed` says how much of the",
         "region the estimate covers. A mapped area is a pixel count of the classifier's output and",
         "carries its errors; a design-based estimate with a confidence interval needs a labeled",
-        "reference sample.",
+        "reference sample (`estimator sample`, then `estimator assess`).",
         "",
-        "## All classes (mapped ha)",
+        *_coverage_lines(records, target_class),
+        *_assessment_lines(assessment, target_class),
+        "## All classes (estimated ha)",
         "",
     ]
     classes = list(dict.fromkeys(r["class"] for r in records))
@@ -92,3 +96,67 @@ def render_report_md(
     if synthetic:
         lines += [f"> **{SYNTHETIC_BANNER}.**", ""]
     return "\n".join(lines)
+
+
+def _coverage_lines(records: Sequence[Mapping[str, Any]], target_class: str) -> list[str]:
+    rows = [r for r in records if r["class"] == target_class]
+    policy = rows[0].get("coverage_policy", "withheld") if rows else "withheld"
+    lines = ["## Unobserved part of each region", ""]
+    if policy == "withheld":
+        lines += [
+            "Policy: **withheld**. Pixels never observed clear (persistent cloud, or failed reads) are",
+            "not counted as absence and no figure is given for them; the estimates above cover the",
+            "observed part only.",
+            "",
+        ]
+        return lines
+    lines += [
+        "Policy: **extrapolated**. The observed part's density is transferred to the unobserved",
+        "part, with an interval widened for that assumption (see `estimate.apply_coverage`).",
+        "",
+        "| region | observed | whole-region estimate (ha) | 95 % CI (ha) |",
+        "|---|---:|---:|---|",
+    ]
+    for r in rows:
+        ci = (
+            f"{r['extrapolated_ci95_low_ha']:,.1f} - {r['extrapolated_ci95_high_ha']:,.1f}"
+            if r.get("extrapolated_ci95_low_ha") is not None
+            else "none"
+        )
+        tot = r.get("extrapolated_area_ha")
+        lines.append(f"| {r['region']} | {_pct(r['observed_fraction'])} | {'n/a' if tot is None else f'{tot:,.1f}'} | {ci} |")
+    return [*lines, ""]
+
+
+def _assessment_lines(assessment: Mapping[str, Any] | None, target_class: str) -> list[str]:
+    if not assessment:
+        return []
+    lines = [
+        "## Accuracy (reference sample)",
+        "",
+        f"Design: {assessment['design']}; {assessment['n_units']} labeled units; estimator "
+        f"`{assessment['estimator']}`; intervals at z = {assessment['z']}.",
+        "",
+        f"| region | units | overall accuracy | {target_class} user's accuracy | {target_class} producer's accuracy |",
+        "|---|---:|---|---|---|",
+    ]
+
+    def fmt(v: float | None, ci: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+
+    for rid, r in assessment["regions"].items():
+        c = r["per_class"].get(target_class, {})
+        lines.append(
+            f"| {rid} | {r['n']} | {fmt(r['overall_accuracy'], r['overall_ci95'])} | "
+            f"{fmt(c.get('users_accuracy'), c.get('users_ci95'))} | {fmt(c.get('producers_accuracy'), c.get('producers_ci95'))} |"
+        )
+    ia = assessment["interpreters"]
+    lines += ["", "Interpreters: "]
+    if ia["units_labeled_by_both"]:
+        lines[-1] += (
+            f"{ia['units_labeled_by_both']} units labeled by both, agreement {100 * ia['agreement_rate']:.1f} %"
+            + (f"; disagreements: {', '.join(f'{k} ({v})' for k, v in list(ia['disagreements'].items())[:5])}." if ia["disagreements"] else ".")
+        )
+    else:
+        lines[-1] += "no unit was labeled by two interpreters; agreement cannot be reported."
+    return [*lines, ""]

@@ -64,3 +64,28 @@ def trained_model(small_world, served_world, tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
     (d / "train.yaml").write_text(yaml.safe_dump(demo_train(small_world, served_world.stac_url, tile_size=256)))
     return train(load_train(d / "train.yaml"), read_labels(small_world.labels_path), d / "model", progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_run(small_world, served_world, trained_model, tmp_path_factory):
+    """(job, RunResult) of the demo job on the small world; treat its directory as read-only."""
+    import yaml
+
+    from estimator.config import load_job
+    from estimator.demo.runner import demo_job
+    from estimator.pipeline import run
+
+    d = tmp_path_factory.mktemp("job")
+    (d / "run.yaml").write_text(yaml.safe_dump(demo_job(small_world, served_world.stac_url, trained_model.path, d / "run", tile_size=256)))
+    job = load_job(d / "run.yaml")
+    return job, run(job, progress=False)
+
+
+@pytest.fixture
+def run_copy(small_run, tmp_path):
+    """A private copy of the small run's directory, for commands that update it."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(small_run[1].run_dir, dst, ignore=shutil.ignore_patterns("tiles"))
+    return dst

@@ -36,10 +36,8 @@ def _truth(world):
 
 
 @pytest.fixture(scope="module")
-def first_run(small_world, served_world, trained_model, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("job")
-    job = _job(tmp, small_world, served_world.stac_url, trained_model)
-    return job, run(job, progress=False)
+def first_run(small_run):
+    return small_run
 
 
 def test_run_writes_the_output_contract(first_run, small_world):
