@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import AreaSampleError
 
@@ -104,8 +105,8 @@ def _adjusted_frac(n_ij: np.ndarray, n_i: np.ndarray) -> np.ndarray:
 
 
 def olofsson(
-    mapped_pixels: Sequence[float],
-    sample_counts: Sequence[Sequence[float]],
+    mapped_pixels: ArrayLike,
+    sample_counts: ArrayLike,
     pixel_area_ha: float,
     z: float = 1.96,
     *,
@@ -339,7 +340,7 @@ def stehman(
     )
 
 
-def sample_size(weights: Sequence[float], expected_users_accuracy: Sequence[float], target_se: float) -> int:
+def sample_size(weights: ArrayLike, expected_users_accuracy: ArrayLike, target_se: float) -> int:
     """Olofsson et al. (2014) eq. 13: total sample size n = (sum_i W_i S_i / S(O))^2, with
     S_i = sqrt(U_i (1 - U_i)) from conjectured user's accuracies U_i and S(O) the target
     standard error of overall accuracy."""
@@ -353,7 +354,7 @@ def sample_size(weights: Sequence[float], expected_users_accuracy: Sequence[floa
     return int(np.ceil((np.sum(W * np.sqrt(U * (1 - U))) / target_se) ** 2))
 
 
-def allocate(stratum_sizes: Sequence[int], n: int, min_per_stratum: int = 50) -> np.ndarray:
+def allocate(stratum_sizes: ArrayLike, n: int, min_per_stratum: int = 50) -> np.ndarray:
     """Allocate ``n`` units: every stratum gets at least ``min_per_stratum`` (Olofsson's advice
     for rare classes such as coca; capped by its size), the rest proportionally to size.
 

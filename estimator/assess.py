@@ -68,7 +68,11 @@ def read_reference(path: Path, run: RunDir) -> ReferenceSample:
         raise ReferenceSampleError(f"{path} was drawn from another class map than {run.class_map}; sample this run again")
     classes = set(run.classes)
     ny, nx = run.grid.shape.yx
-    units, missing, disagree, unknown, misplaced = [], [], [], set(), []
+    units: list[dict[str, Any]] = []
+    missing: list[str] = []
+    disagree: list[str] = []
+    misplaced: list[str] = []
+    unknown: set[str] = set()
     both = agree = 0
     confusion: dict[str, int] = {}
     with_codes = _read_codes(run, data["features"])

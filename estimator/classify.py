@@ -17,33 +17,46 @@ from .features import FEATURE_NAMES
 __all__ = ["class_codes", "classify_dask", "predict_block"]
 
 
-def predict_block(features: np.ndarray, estimator: Any, n_classes: int) -> np.ndarray:
-    """Numpy kernel: ``(feature, y, x)`` -> ``(class, y, x)`` probabilities, NaN where unobserved."""
+def predict_block(features: np.ndarray, estimator: Any, n_classes: int, inside: np.ndarray | None = None) -> np.ndarray:
+    """Numpy kernel: ``(feature, y, x)`` -> ``(class, y, x)`` probabilities, NaN where
+    unobserved or (when ``inside`` is given) outside the area of interest."""
     nf, ny, nx = features.shape
     flat = features.reshape(nf, -1).T
     ok = np.isfinite(flat).all(axis=1)
+    if inside is not None:
+        ok &= inside.reshape(-1)
     out = np.full((ny * nx, n_classes), np.nan, dtype=np.float32)
     if ok.any():
         out[ok] = estimator.predict_proba(flat[ok])
     return out.T.reshape(n_classes, ny, nx)
 
 
-def classify_dask(features: da.Array, estimator: Any, n_classes: int, model_id: str) -> da.Array:
+def classify_dask(
+    features: da.Array, estimator: Any, n_classes: int, model_id: str, inside: da.Array | None = None
+) -> da.Array:
     """Apply :func:`predict_block` to each block of a ``(feature, y, x)`` dask array.
 
-    ``model_id`` enters the graph key names, so keys are deterministic per model.
+    ``model_id`` enters the graph key names, so keys are deterministic per model;
+    ``inside`` is an optional ``(y, x)`` boolean dask array of pixels to classify.
     """
     if features.shape[0] != len(FEATURE_NAMES):
         raise ValueError(f"expected {len(FEATURE_NAMES)} features, got {features.shape[0]}")
+    args: list[Any] = [features]
+    if inside is not None:
+        args.append(inside.rechunk(features.chunks[1:])[None])
     return da.map_blocks(
-        predict_block,
-        features,
+        _predict_chunk,
+        *args,
         estimator=estimator,
         n_classes=n_classes,
         chunks=((n_classes,), features.chunks[1], features.chunks[2]),
         dtype=np.float32,
-        name="classify-" + da.core.tokenize(features.name, n_classes, model_id),
+        name="classify-" + da.core.tokenize(features.name, n_classes, model_id, None if inside is None else inside.name),
     )
+
+
+def _predict_chunk(features: np.ndarray, inside: np.ndarray | None = None, *, estimator: Any, n_classes: int) -> np.ndarray:
+    return predict_block(features, estimator, n_classes, None if inside is None else inside[0])
 
 
 def class_codes(probs: np.ndarray) -> np.ndarray:

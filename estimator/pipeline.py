@@ -122,10 +122,29 @@ def _coverage(tile: Tile, plan: Plan, item_ids: Sequence[Sequence[str]]) -> np.n
     return out
 
 
+def _persist(*arrays: da.Array) -> tuple[da.Array, ...]:
+    """Compute and keep results where they were computed (worker memory on a cluster, local
+    memory otherwise), raising a failed read now rather than at a later step."""
+    out = dask.persist(*arrays)
+    try:
+        from distributed import futures_of, get_client, wait
+
+        get_client()
+    except (ImportError, ValueError):
+        return out
+    futures = futures_of(out)
+    wait(futures)
+    for f in futures:
+        if f.status == "error":
+            f.result()  # re-raises the task's exception here
+    return out
+
+
 def tile_features(
     tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int], exclude: Sequence[str] = ()
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Load, mask and compute features for one tile: ``(features (F,y,x), n_clear (y,x))``.
+) -> tuple[da.Array, da.Array] | None:
+    """Load, mask and compute features for one tile: ``(features (F,y,x), n_clear (y,x))``,
+    persisted (on the cluster when one is in use). ``None`` when no scene touches the tile.
 
     Shared by estimation and training, so both see exactly the same features.
     """
@@ -133,13 +152,13 @@ def tile_features(
     if stack is None:
         return None
     masked, n_clear = mask_stack(stack.reflectance, stack.scl, clear_scl)
-    feats, counts = dask.compute(features_dask(masked.data), n_clear.data)
+    feats, counts = _persist(features_dask(masked.data), n_clear.data)
     return feats, counts
 
 
 def _tile_features_robust(
     tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int]
-) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str], str]:
+) -> tuple[tuple[da.Array, da.Array] | None, list[str], str]:
     """:func:`tile_features`, dropping unreadable items. Returns (result, failed items, error)."""
     try:
         return tile_features(tile, plan, items, clear_scl), [], ""
@@ -202,15 +221,24 @@ class _Bars:
         self.classify.update(1)
 
 
+def _inside_regions(regions: Sequence[Region], geobox: Any) -> np.ndarray:
+    return rasterize_regions(regions, geobox).any(axis=0)
+
+
 def _process_tile(
     tile: Tile,
     plan: Plan,
     items: Mapping[str, pystac.Item],
     regions: Sequence[Region],
     model: Model,
+    estimator: Any,
     job: JobConfig,
     bars: _Bars,
 ) -> tuple[TilePartial, dict[str, np.ndarray]]:
+    """One tile: load -> mask -> features (persisted) -> classify -> sums and map blocks.
+
+    ``estimator`` is the model itself, or a future of it scattered to the cluster once.
+    """
     ny, nx = tile.geobox.shape.yx
     ids = [r.id for r in regions]
     masks = rasterize_regions(regions, tile.geobox)
@@ -235,12 +263,15 @@ def _process_tile(
         bars.classify.update(1)
         codes = np.zeros((ny, nx), np.uint8)
         return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
-    feats, n_clear = result
-    # Only pixels inside a region are classified: predict_proba is the costly step.
-    feats[:, ~masks.any(axis=0)] = np.nan
+    feats, n_clear_d = result
+    # Only pixels inside a region are classified (predict_proba is the costly step). The
+    # mask is rasterized where the block runs, so no pixel array travels in the graph.
     c = plan.chunk_size
-    probs = classify_dask(da.from_array(feats, chunks=(-1, c, c)), model.estimator, len(model.classes), model.model_id)
-    probs = probs.compute()
+    inside = da.from_delayed(
+        dask.delayed(_inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool
+    ).rechunk((c, c))
+    probs_d = classify_dask(feats, estimator, len(model.classes), model.model_id, inside=inside)
+    probs, n_clear = dask.compute(probs_d, n_clear_d)
     bars.classify.update(1)
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
     codes, n_sieved = sieve_codes(class_codes(probs), min_px)
@@ -367,7 +398,9 @@ def run(
         tqdm(total=n, desc="load    ", unit="tile", disable=not progress, position=0),
         tqdm(total=n, desc="classify", unit="tile", disable=not progress, position=1),
     )
-    with dask_context(scheduler or job.cluster.address), timer("tiles"), bars.load, bars.classify:
+    with dask_context(scheduler or job.cluster.address) as client, timer("tiles"), bars.load, bars.classify:
+        # Ship the model to every worker once, not inside each tile's graph.
+        estimator = model.estimator if client is None else client.scatter(model.estimator, broadcast=True, hash=False)
         for tile in plan.tiles:
             prev = store.done(tile.id)
             if prev is not None:
@@ -375,7 +408,7 @@ def run(
                 reused += 1
                 bars.skip()
                 continue
-            part, arrays = _process_tile(tile, plan, items, regions, model, job, bars)
+            part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job, bars)
             store.save(part, arrays)
             partials.append(part)
     with timer("reduce"):

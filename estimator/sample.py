@@ -123,18 +123,19 @@ def draw_sample(
     # Pass 2: walk the same blocks in the same order, counting each stratum's pixels, and
     # keep those whose running index was drawn.
     k = len(run.classes)
+    region_ids = [x.id for x in run.regions]
     index_of = {}
-    for j, s in enumerate(strata):
-        r = [x.id for x in run.regions].index(s.region) if by_region else 0
-        index_of[r * k + run.classes.index(s.map_class)] = j
+    for j, st in enumerate(strata):
+        r = region_ids.index(st.region) if by_region and st.region is not None else 0
+        index_of[r * k + run.classes.index(st.map_class)] = j
     seen = np.zeros(len(strata), dtype=np.int64)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     which: list[np.ndarray] = []
     for b in tqdm(list(run.blocks()), desc="draw sample", unit="block", disable=not progress, leave=False):
-        s = _block_strata(run, b.codes, b.regions, by_region)
+        block_strata = _block_strata(run, b.codes, b.regions, by_region)
         for raw, j in index_of.items():
-            rr, cc = np.nonzero(s == raw)
+            rr, cc = np.nonzero(block_strata == raw)
             if rr.size == 0:
                 continue
             pos = seen[j] + np.arange(rr.size)

@@ -143,7 +143,7 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
             if result is None:
                 n_unobserved += int((plot_raster > 0).sum())
                 continue
-            feats, _ = result
+            feats = result[0].compute()
             for k in np.unique(plot_raster[plot_raster > 0]):
                 rows, cols = np.nonzero(plot_raster == k)
                 f = feats[:, rows, cols].T
