@@ -222,7 +222,7 @@ class _Bars:
 
 
 def _inside_regions(regions: Sequence[Region], geobox: Any) -> np.ndarray:
-    return rasterize_regions(regions, geobox).any(axis=0)
+    return np.asarray(rasterize_regions(regions, geobox).any(axis=0))
 
 
 def _process_tile(
