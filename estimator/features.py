@@ -111,8 +111,13 @@ def compute_features(reflectance: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         for name, (a, b) in INDICES.items():
             va, vb = r[_B[a]], r[_B[b]]
-            idx = (va - vb) / (va + vb)
-            idx[~np.isfinite(idx)] = np.nan
+            # Offset-corrected reflectance of dark targets (water) can be 0 or slightly
+            # negative: no contrast is 0, and the index stays in its [-1, 1] range, so a
+            # clear observation always yields finite features.
+            total = va + vb
+            idx = np.where(np.abs(total) > 1e-6, (va - vb) / np.where(total == 0, 1, total), 0.0)
+            idx = np.clip(idx, -1.0, 1.0).astype(np.float32)
+            idx[np.isnan(va) | np.isnan(vb)] = np.nan
             indices[name] = idx
             med, p10, p90 = _quantiles(idx, (0.5, 0.1, 0.9))
             feats += [med, p10, p90, _std(idx)]

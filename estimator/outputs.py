@@ -118,9 +118,14 @@ def write_map_cog(
                 out.write(arr.astype(layer.dtype), 1, window=Window(col_off, row_off, arr.shape[1], arr.shape[0]))
             for k, v in (descriptions or {}).items():
                 out.update_tags(**{k: v})
-        resampling = "NEAREST" if np.issubdtype(np.dtype(layer.dtype), np.integer) else "AVERAGE"
+        integer = np.issubdtype(np.dtype(layer.dtype), np.integer)
         with atomic_path(dst) as tmp:
-            rasterio.shutil.copy(stage, tmp, driver="COG", compress="DEFLATE", overview_resampling=resampling, blocksize=256)
+            # BIGTIFF: GDAL's default does not pick it for compressed output, and a Loreto-size
+            # float map exceeds 4 GB.
+            rasterio.shutil.copy(
+                stage, tmp, driver="COG", compress="DEFLATE", predictor=2 if integer else 3, bigtiff="IF_SAFER",
+                overview_resampling="NEAREST" if integer else "AVERAGE", blocksize=256,
+            )
 
 
 def write_quicklook(

@@ -15,8 +15,8 @@ import platform
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .aggregate import TilePartial, aggregate_tile, failed_tile, reduce_partials
 from .classify import class_codes, classify_dask, sieve_codes
 from .config import JobConfig, config_hash
-from .errors import EstimatorError
+from .errors import ConfigError, EstimatorError
 from .estimate import apply_coverage, mapped_records
 from .features import features_dask
 from .grid import pixel_area_m2
@@ -100,25 +100,45 @@ def dask_context(address: str | None) -> Iterator[Any]:
 
     try:
         client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as e:
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise EstimatorError(f"cannot connect to the dask scheduler at {address} ({type(e).__name__}); check --scheduler") from None
     with client:
         yield client
 
 
+#: Cluster trouble is not a read failure: it must stop the job (a rerun resumes), not be
+#: recorded as missing pixels.
+_CLUSTER_ERRORS = ("CommClosedError", "KilledWorker", "TimeoutError", "CancelledError", "FutureCancelledError")
+
+
 def _is_read_error(e: BaseException) -> bool:
+    if type(e).__name__ in _CLUSTER_ERRORS:
+        return False
     # Under dask.distributed a RasterioIOError can arrive re-raised as a plain Exception.
     return isinstance(e, (RasterioError, OSError)) or "Rasterio" in type(e).__name__ or "RasterioIOError" in repr(e)
 
 
-def _coverage(tile: Tile, plan: Plan, item_ids: Sequence[Sequence[str]]) -> np.ndarray:
-    """Per pixel: how many of the given time slices have a footprint covering it."""
+def _coverage(tile: Tile, plan: Plan, failed: Sequence[str] = ()) -> np.ndarray:
+    """Per pixel: how many time slices cover it (``failed`` empty), or how many slices lost
+    it to read failures: footprints of failed items not covered by a readable item of the
+    same slice."""
     ny, nx = tile.geobox.shape.yx
     crs = str(tile.geobox.crs)
+    bad = set(failed)
     out = np.zeros((ny, nx), dtype=np.float32)
-    for group in item_ids:
-        geom = shapely.union_all([to_crs(plan.items[i].footprint, crs) for i in group])
-        out += rasterize([(geom, 1)], out_shape=(ny, nx), transform=tile.geobox.affine, fill=0, dtype="uint8")
+    for group in tile.groups:
+        ok = [to_crs(plan.items[i].footprint, crs) for i in group if i not in bad]
+        lost = [to_crs(plan.items[i].footprint, crs) for i in group if i in bad]
+        if failed:
+            if not lost:
+                continue
+            geom = shapely.union_all(lost)
+            if ok:
+                geom = geom.difference(shapely.union_all(ok))
+        else:
+            geom = shapely.union_all(ok)
+        if not geom.is_empty:
+            out += rasterize([(geom, 1)], out_shape=(ny, nx), transform=tile.geobox.affine, fill=0, dtype="uint8")
     return out
 
 
@@ -188,9 +208,11 @@ class _TileStore:
 
     def done(self, tile_id: str) -> TilePartial | None:
         j, n = self.root / f"{tile_id}.json", self.root / f"{tile_id}.npz"
-        if j.is_file() and n.is_file():
-            return TilePartial.from_json(json.loads(j.read_text()))
-        return None
+        if not (j.is_file() and n.is_file()):
+            return None
+        part = TilePartial.from_json(json.loads(j.read_text()))
+        # A tile with failed reads is not finished: a rerun tries it again.
+        return part if part.status == "done" and not part.failed_items else None
 
     def save(self, part: TilePartial, arrays: Mapping[str, np.ndarray]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -243,7 +265,7 @@ def _process_tile(
     ids = [r.id for r in regions]
     masks = rasterize_regions(regions, tile.geobox)
     area = pixel_area_m2(tile.geobox)
-    expected = _coverage(tile, plan, tile.groups)
+    expected = _coverage(tile, plan)
     empty: dict[str, np.ndarray] = {
         "class": np.zeros((ny, nx), np.uint8),
         "prob": np.full((ny, nx), np.nan, np.float32),
@@ -258,7 +280,7 @@ def _process_tile(
         bars.classify.update(1)
         log.warning("tile %s failed: %s", tile.id, error)
         return failed_tile(tile.id, ids, masks, area, expected, error), empty
-    failed_obs = _coverage(tile, plan, [[i] for i in failed_items]) if failed_items else np.zeros_like(expected)
+    failed_obs = _coverage(tile, plan, failed_items) if failed_items else np.zeros_like(expected)
     if result is None:  # no scene touches this tile: nothing observed
         bars.classify.update(1)
         codes = np.zeros((ny, nx), np.uint8)
@@ -281,8 +303,13 @@ def _process_tile(
     return partial, {"class": codes, "prob": target.astype(np.float32), "n_clear": n_clear.astype(np.int16)}
 
 
-def _job_key(job: JobConfig, model: Model, plan: Plan) -> str:
-    """Identity of the work a tile result stands for (not the output location)."""
+#: Version of the tile partial format and of what it means; bump when either changes.
+TILE_FORMAT = 2
+
+
+def _job_key(job: JobConfig, model: Model, plan: Plan, regions: Sequence[Region]) -> str:
+    """Identity of the work a tile result stands for: config (not the output location),
+    model, scenes, region geometries and the grid. Anything else is a different job."""
     cfg = job.model_dump(mode="json")
     cfg.pop("output", None)
     cfg.pop("cluster", None)
@@ -290,12 +317,21 @@ def _job_key(job: JobConfig, model: Model, plan: Plan) -> str:
     # the same work: scenes are identified by their ids below.
     cfg["stac"].pop("url", None)
     cfg["stac"].pop("timeout_s", None)
-    blob = json.dumps([cfg, model.sha256, sorted(plan.items)], sort_keys=True).encode()
+    grid = [str(plan.grid.crs), list(plan.grid.affine)[:6], list(plan.grid.shape.yx), plan.chunk_size]
+    geoms = [(r.id, hashlib.sha256(r.geometry.wkb).hexdigest()) for r in regions]
+    blob = json.dumps([TILE_FORMAT, cfg, model.sha256, sorted(plan.items), grid, geoms], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _manifest(
-    job: JobConfig, model: Model, found: SearchResult, plan: Plan, partials: Sequence[TilePartial], synthetic: bool, timer: _Timer
+    job: JobConfig,
+    model: Model,
+    found: SearchResult,
+    plan: Plan,
+    partials: Sequence[TilePartial],
+    reused: set[str],
+    synthetic: bool,
+    timer: _Timer,
 ) -> dict[str, Any]:
     return {
         "schema_version": 1,
@@ -334,6 +370,10 @@ def _manifest(
             for i in sorted(plan.items.values(), key=lambda i: (i.datetime, i.id))
         ],
         "time_slices": [list(g) for g in plan.groups],
+        "duplicates_dropped": {
+            "rule": "same platform, MGRS tile and time: keep the highest processing baseline, then the latest update",
+            "items": dict(plan.duplicates),
+        },
         "grid": {
             "crs": str(plan.grid.crs),
             "resolution": job.grid.resolution,
@@ -343,7 +383,10 @@ def _manifest(
             "chunk_size": plan.chunk_size,
         },
         "tiles": [
-            {"id": p.tile_id, "status": p.status, "failed_items": p.failed_items, "message": p.message, "sieved_pixels": p.sieved_pixels}
+            {
+                "id": p.tile_id, "status": p.status, "reused": p.tile_id in reused, "failed_items": p.failed_items,
+                "message": p.message, "sieved_pixels": p.sieved_pixels,
+            }
             for p in partials
         ],
         "min_patch_ha": job.classify.min_patch_ha,
@@ -375,10 +418,29 @@ def run(
     truth
         Known true hectares per region and class (demo world only), printed in the report.
     """
+    with ExitStack() as stack:
+        return _run(job, scheduler, progress, truth, stack)
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
+
+
+def _run(
+    job: JobConfig,
+    scheduler: str | None,
+    progress: bool,
+    truth: Mapping[str, Mapping[str, float]] | None,
+    stack: ExitStack,
+) -> RunResult:
     timer = _Timer()
     with timer("prepare"):
         regions = load_regions(job.regions.file, job.regions.id_field)
         model = load_model(job.model)
+        if job.target_class not in model.classes:
+            raise ConfigError(
+                f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
+            )
+        model = replace(model, target_class=job.target_class)
+        # Connect before searching: a wrong scheduler address fails fast, before any work.
+        client = stack.enter_context(dask_context(scheduler or job.cluster.address))
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
@@ -389,23 +451,23 @@ def run(
     items = {i.id: i for i in found.items}
     synthetic = any(bool(i.properties.get(SYNTHETIC_PROPERTY)) for i in found.items)
     run_dir = job.output
-    store = _TileStore(run_dir, _job_key(job, model, plan))
+    store = _TileStore(run_dir, _job_key(job, model, plan, regions))
     configure_gdal()
     partials: list[TilePartial] = []
-    reused = 0
+    reused: set[str] = set()
     n = len(plan.tiles)
     bars = _Bars(
         tqdm(total=n, desc="load    ", unit="tile", disable=not progress, position=0),
         tqdm(total=n, desc="classify", unit="tile", disable=not progress, position=1),
     )
-    with dask_context(scheduler or job.cluster.address) as client, timer("tiles"), bars.load, bars.classify:
+    with timer("tiles"), bars.load, bars.classify:
         # Ship the model to every worker once, not inside each tile's graph.
         estimator = model.estimator if client is None else client.scatter(model.estimator, broadcast=True, hash=False)
         for tile in plan.tiles:
             prev = store.done(tile.id)
             if prev is not None:
                 partials.append(prev)
-                reused += 1
+                reused.add(tile.id)
                 bars.skip()
                 continue
             part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job, bars)
@@ -436,9 +498,9 @@ def run(
             run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,
             title=f"Class map {job.period.label}", synthetic=synthetic,
         )
-    manifest = _manifest(job, model, found, plan, partials, synthetic, timer)
+    manifest = _manifest(job, model, found, plan, partials, reused, synthetic, timer)
     write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
     write_json(run_dir / "manifest.json", manifest)
     write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
     store.prune_others()
-    return RunResult(run_dir, records, manifest, reused)
+    return RunResult(run_dir, records, manifest, len(reused))

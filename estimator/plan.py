@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import shapely
@@ -47,6 +47,9 @@ class ItemInfo:
     """Data footprint in lon/lat."""
     tile: str | None
     """MGRS tile id when the item says so."""
+    platform: str | None = None
+    updated: str = ""
+    """When the item was (re)processed, as the catalog says; breaks ties between duplicates."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class Plan:
     groups: tuple[tuple[str, ...], ...]
     """Time slices: item ids sharing a solar day and the same scaling, in time order."""
     chunk_size: int
+    duplicates: Mapping[str, str] = field(default_factory=dict)
+    """Items dropped as duplicates -> the item kept (see :func:`dedupe_items`)."""
 
 
 def _baseline_key(v: str | None) -> tuple[int, ...]:
@@ -114,7 +119,41 @@ def item_info(item: Mapping[str, Any]) -> ItemInfo:
         cloud_cover=props.get("eo:cloud_cover"),
         footprint=geom,
         tile=tile,
+        platform=props.get("platform"),
+        updated=str(props.get("updated") or props.get("created") or ""),
     )
+
+
+def dedupe_items(infos: Iterable[ItemInfo]) -> tuple[list[ItemInfo], dict[str, str]]:
+    """Drop duplicate scenes: the same platform, MGRS tile and acquisition time (to the
+    second) served twice, e.g. a reprocessed copy beside the original or one granule from two
+    ground stations. Rule: keep the highest processing baseline, then the most recently
+    updated item, then the greatest id. Returns the kept items and ``{dropped: kept}``.
+    """
+    best: dict[tuple[object, ...], ItemInfo] = {}
+    dropped: dict[str, str] = {}
+
+    def rank(i: ItemInfo) -> tuple[object, ...]:
+        return (_baseline_key(i.processing_baseline), i.updated, i.id)
+
+    for info in infos:
+        if info.tile is None:
+            best[("id", info.id)] = info
+            continue
+        key = (info.platform, info.tile, info.datetime.replace(microsecond=0))
+        other = best.get(key)
+        if other is None:
+            best[key] = info
+            continue
+        keep, drop = (info, other) if rank(info) > rank(other) else (other, info)
+        best[key] = keep
+        dropped[drop.id] = keep.id
+    # a dropped item may itself have displaced an earlier one: point everything at the winner
+    for d, k in list(dropped.items()):
+        while k in dropped:
+            k = dropped[k]
+        dropped[d] = k
+    return list(best.values()), dropped
 
 
 def group_items(infos: Iterable[ItemInfo]) -> tuple[tuple[str, ...], ...]:
@@ -150,7 +189,8 @@ def make_plan(
         crs = utm_crs_for(c.x, c.y)
     area_xy = to_crs(geom, crs)
     grid = make_grid(area_xy, crs, resolution)
-    infos = {i.id: i for i in (item_info(it) for it in items)}
+    kept, duplicates = dedupe_items(item_info(it) for it in items)
+    infos = {i.id: i for i in kept}
     groups = group_items(infos.values())
 
     foot_xy = {k: to_crs(v.footprint, crs) for k, v in infos.items()}
@@ -167,4 +207,27 @@ def make_plan(
                 g2 for g2 in (tuple(i for i in g if foot_xy[i].intersects(box)) for g in groups) if g2
             )
             tiles.append(Tile(f"r{row}c{col}", gb, tile_groups))
-    return Plan(grid=grid, tiles=tuple(tiles), items=infos, groups=groups, chunk_size=min(chunk_size, tile_size))
+    max_slices = max((len(t.groups) for t in tiles), default=1)
+    return Plan(
+        grid=grid,
+        tiles=tuple(tiles),
+        items=infos,
+        groups=groups,
+        chunk_size=auto_chunk_size(min(chunk_size, tile_size), max_slices),
+        duplicates=duplicates,
+    )
+
+
+#: Memory one dask chunk may take while its features are computed.
+CHUNK_MEMORY_BYTES = 768 * 2**20
+#: Bytes per pixel per time slice in that step: 10 reflectance bands as float32, held about
+#: three times over (loaded, masked, indices), plus SCL.
+_BYTES_PER_PX_SLICE = 10 * 4 * 3 + 2
+
+
+def auto_chunk_size(requested: int, n_slices: int, budget: int = CHUNK_MEMORY_BYTES) -> int:
+    """The chunk edge, shrunk (in steps of 64 px, not below 128) so that a chunk of
+    ``n_slices`` dates fits ``budget``: a year of Sentinel-2 (70+ dates) at 1024 px would
+    need about 9 GB per chunk."""
+    fit = int((budget / (max(n_slices, 1) * _BYTES_PER_PX_SLICE)) ** 0.5) // 64 * 64
+    return max(128, min(requested, fit))

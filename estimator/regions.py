@@ -61,7 +61,12 @@ def load_regions(path: Path, id_field: str) -> tuple[Region, ...]:
     if crs and not any(tag in crs for tag in ("4326", "CRS84")):
         raise RegionFileError(f"{path} declares CRS {crs}; GeoJSON must be lon/lat (EPSG:4326), reproject it")
     regions: list[Region] = []
-    for i, feat in enumerate(data.get("features") or []):
+    features = data.get("features")
+    if not isinstance(features, list):
+        raise RegionFileError(f"{path}: 'features' is not a list; export the regions as a GeoJSON FeatureCollection")
+    for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            raise RegionFileError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
         if id_field not in props:
             raise RegionFileError(

@@ -98,3 +98,14 @@ def test_run_command_end_to_end(job_file, served_world, tmp_path):
     assert "SYNTHETIC" in r.stdout and "coca" in r.stdout
     assert (tmp_path / "cli-run" / "estimates.json").is_file()
     assert not (tmp_path / "out").exists()  # --out replaced the job's output
+
+
+@pytest.mark.integration
+def test_more_bad_input_is_one_line(job_file, served_world, tmp_path):
+    job = job_file(served_world.stac_url)
+    _assert_one_line_error(_cli("run", job, "--set", "stac.url=[oops"), "not a valid YAML value")
+    _assert_one_line_error(_cli("run", job, "--scheduler", "notanaddress"), "cannot connect to the dask scheduler")
+    bad = tmp_path / "regions.geojson"
+    bad.write_text('{"type": "FeatureCollection", "features": [1]}')
+    _assert_one_line_error(_cli("run", job_file(served_world.stac_url, regions__file=str(bad))), "not a GeoJSON Feature")
+    assert not (tmp_path / "out").exists()

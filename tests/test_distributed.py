@@ -23,7 +23,7 @@ def test_job_on_a_distributed_cluster_matches_local_threads(small_world, served_
         return load_job(p)
 
     local = run(job("local"), progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         remote = run(job("remote"), scheduler=cluster.scheduler_address, progress=False)
     assert remote.records == local.records
 

@@ -86,3 +86,15 @@ def test_dask_wrapper_equals_numpy_kernel():
     np.testing.assert_allclose(got, want, equal_nan=True)
     lazy = features_dask(da.from_array(r, chunks=(10, 7, 16, 16)))
     assert lazy.name == features_dask(da.from_array(r, chunks=(10, 7, 16, 16))).name  # deterministic keys
+
+
+def test_dark_targets_with_zero_or_negative_reflectance_give_finite_features():
+    """After the -0.1 offset, water can read 0 or below: still a clear observation."""
+    r = np.full((len(REFLECTANCE_BANDS), 3, 1, 1), 0.02, dtype=np.float32)
+    r[B["nir"]] = 0.0
+    r[B["swir16"]] = 0.0
+    r[B["swir22"], 1] = -0.003
+    f = compute_features(r)
+    assert np.isfinite(f).all()
+    for name in ("ndmi_median", "ndvi_median", "nbr_median"):
+        assert -1.0 <= _feat(f, name)[0, 0] <= 1.0

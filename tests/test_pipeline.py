@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -104,12 +106,25 @@ def test_unreadable_scene_is_counted_as_failed_reads_not_zeros(small_world, trai
     shutil.copytree(small_world.root, world_copy)
     items = [json.loads(x) for x in (world_copy / "stac/items.ndjson").read_text().splitlines() if x.strip()]
     victim = items[len(items) // 2]["id"]
+    good = (world_copy / "cogs" / victim / "B04.tif").read_bytes()
     (world_copy / "cogs" / victim / "B04.tif").write_bytes(b"not a tiff")
     from estimator.demo.world import load_world
 
     broken = load_world(world_copy)
     with serve_world(world_copy, tmp_path / "serve") as served:
-        result = run(_job(tmp_path, broken, served.stac_url, trained_model), progress=False)
+        job = _job(tmp_path, broken, served.stac_url, trained_model)
+        result = run(job, progress=False)
+        # the scene comes back: a rerun (a new process, as a user would; GDAL caches what
+        # it read in-process) reads the tiles that lost it again and reuses the others
+        (world_copy / "cogs" / victim / "B04.tif").write_bytes(good)
+        r = subprocess.run([sys.executable, "-m", "estimator", "run", tmp_path / "run.yaml", "--quiet"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    healed = json.loads((job.output / "estimates.json").read_text())["records"]
+    assert all(r["failed_read_fraction"] == 0 for r in healed)
+    tiles = json.loads((job.output / "manifest.json").read_text())["tiles"]
+    assert all(t["status"] == "done" and not t["failed_items"] for t in tiles)
+    hit = {t["id"] for t in result.manifest["tiles"] if t["failed_items"]}
+    assert {t["id"] for t in tiles if not t["reused"]} == hit
     assert all(victim in t["failed_items"] for t in result.manifest["tiles"] if t["status"] == "done" and t["failed_items"])
     assert any(victim in t["failed_items"] for t in result.manifest["tiles"])
     for r in result.records:
@@ -155,3 +170,28 @@ def test_loaded_reflectance_is_continuous_across_the_baseline_change(small_world
     after = np.nanmedian(veg[[t >= "2022-01-25" for t in times]])
     assert 0.15 < before < 0.5
     assert after == pytest.approx(before, abs=0.03)  # without the offset "after" would be ~0.1 higher
+
+
+def test_changed_regions_invalidate_finished_tiles(small_world, served_world, trained_model, tmp_path):
+    regions = json.loads(small_world.regions_path.read_text())
+    path = tmp_path / "regions.geojson"
+    path.write_text(json.dumps(regions))
+    job = _job(tmp_path, small_world, served_world.stac_url, trained_model, regions={"file": str(path)})
+    first = run(job, progress=False)
+    a, b = regions["features"][0], regions["features"][1]
+    a["geometry"], b["geometry"] = b["geometry"], a["geometry"]  # same ids, same grid, swapped shapes
+    path.write_text(json.dumps(regions))
+    second = run(job, progress=False)
+    assert second.tiles_reused == 0
+    area = lambda res, rid: next(r["region_area_ha"] for r in res.records if r["region"] == rid)  # noqa: E731
+    ida, idb = a["properties"]["region_id"], b["properties"]["region_id"]
+    assert area(second, ida) == pytest.approx(area(first, idb)) and area(second, idb) == pytest.approx(area(first, ida))
+
+
+def test_wrong_target_class_is_a_config_error(small_world, served_world, trained_model, tmp_path):
+    from estimator.errors import ConfigError
+
+    job = _job(tmp_path, small_world, served_world.stac_url, trained_model, target_class="cacao")
+    with pytest.raises(ConfigError, match="'cacao' is not a class"):
+        run(job, progress=False)
+    assert not job.output.exists()

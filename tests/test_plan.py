@@ -14,7 +14,7 @@ from shapely.geometry import box
 
 from estimator.bands import REFLECTANCE_BANDS
 from estimator.errors import ConfigError
-from estimator.plan import band_scaling, group_items, item_info, make_plan
+from estimator.plan import auto_chunk_size, band_scaling, dedupe_items, group_items, item_info, make_plan
 from estimator.regions import Region, rasterize_regions
 
 ES = "real/stac/earth_search_v1"
@@ -79,10 +79,33 @@ def test_same_solar_day_tiles_form_one_time_slice(shared):
     assert sorted(groups[0]) == sorted(f["id"] for f in feats)
 
 
+def test_duplicate_scenes_keep_the_highest_baseline(shared):
+    """The original and a reprocessed copy of one acquisition must not count twice."""
+    old = _load(shared, "item_S2A_29RKH_20200219_0_L2A.json")
+    new = copy.deepcopy(old)
+    new["id"] = "S2A_29RKH_20200219_1_L2A"
+    new["properties"]["s2:processing_baseline"] = "05.00"
+    for a in new["assets"].values():
+        for rb in a.get("raster:bands", []):
+            if "offset" in rb:
+                rb["offset"] = -0.1
+    other_tile = copy.deepcopy(old)
+    other_tile["id"] = "S2A_29RKJ_20200219_0_L2A"
+    other_tile["properties"]["grid:code"] = "MGRS-29RKJ"
+    kept, dropped = dedupe_items(item_info(i) for i in (old, new, other_tile))
+    assert dropped == {old["id"]: new["id"]}
+    assert {i.id for i in kept} == {new["id"], other_tile["id"]}
+    c = shapely.geometry.shape(old["geometry"]).centroid
+    plan = make_plan([old, new], [Region("r", box(c.x - 0.01, c.y - 0.01, c.x + 0.01, c.y + 0.01))], resolution=100)
+    assert list(plan.items) == [new["id"]] and plan.duplicates == {old["id"]: new["id"]}
+    assert plan.groups == ((new["id"],),)
+
+
 def test_slices_split_on_scaling_and_day(shared):
     old = _load(shared, "item_S2A_29RKH_20200219_0_L2A.json")
     new = copy.deepcopy(old)
-    new["id"] = "reprocessed"
+    new["id"] = "neighbour-tile-other-baseline"
+    new["properties"]["grid:code"] = "MGRS-29RKJ"
     for a in new["assets"].values():
         for rb in a.get("raster:bands", []):
             if "offset" in rb:
@@ -91,9 +114,9 @@ def test_slices_split_on_scaling_and_day(shared):
     later["id"] = "later"
     later["properties"]["datetime"] = "2020-02-24T11:25:00Z"
     groups = group_items(item_info(i) for i in (later, new, old))
-    assert [set(g) for g in groups] == [{old["id"]}, {"reprocessed"}, {"later"}] or [set(g) for g in groups] == [
-        {"reprocessed"}, {old["id"]}, {"later"}
-    ]
+    # same day but another offset: separate slices (each slice has one scaling)
+    assert sorted(map(set, groups[:2]), key=str) == sorted([{old["id"]}, {"neighbour-tile-other-baseline"}], key=str)
+    assert groups[2] == ("later",)
 
 
 def test_plan_grid_and_tiles_from_real_items(shared):
@@ -107,11 +130,13 @@ def test_plan_grid_and_tiles_from_real_items(shared):
     assert 1100 <= ny <= 1130 and 1080 <= nx <= 1130  # ~0.1 degree at 10 m
     assert plan.grid.affine.c % 10 == 0 and plan.grid.affine.f % 10 == 0  # snapped to the pixel grid
     assert len(plan.tiles) == len({t.id for t in plan.tiles}) == 25  # 5 x 5 tiles of 256 px
+    from estimator.regions import to_crs
+
     for t in plan.tiles:
         tile_box = shapely.box(*t.geobox.boundingbox)
-        for g in t.groups:
-            assert all(plan.items[i].footprint is not None for i in g)
-        assert tile_box.area > 0
+        listed = {i for g in t.groups for i in g}
+        touching = {k for k, v in plan.items.items() if to_crs(v.footprint, "EPSG:32724").intersects(tile_box)}
+        assert listed == touching  # a tile lists exactly the scenes that touch it
     assert plan.chunk_size == 128
 
 
@@ -160,3 +185,12 @@ def test_tiles_partition_the_grid_over_the_area(w, h, tile, res):
     for r0, c0 in seen:
         kept[r0 : r0 + tile, c0 : c0 + tile] = True
     assert inside.any() and not (inside & ~kept).any()
+
+
+def test_chunk_size_shrinks_with_the_number_of_dates():
+    assert auto_chunk_size(512, 12) == 512
+    assert auto_chunk_size(1024, 12) < 1024
+    small = auto_chunk_size(1024, 80)
+    assert 128 <= small < 1024 and small % 64 == 0
+    assert small**2 * 80 * 122 <= 768 * 2**20
+    assert auto_chunk_size(1024, 100000) == 128

@@ -86,7 +86,12 @@ def read_labels(path: Path, class_field: str = "class") -> LabelSet:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise LabelFileError(f"{path} is not a GeoJSON FeatureCollection")
     ids, classes, geoms = [], [], []
-    for i, feat in enumerate(data.get("features") or []):
+    features = data.get("features")
+    if not isinstance(features, list):
+        raise LabelFileError(f"{path}: 'features' is not a list")
+    for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            raise LabelFileError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
         if props.get(class_field) in (None, ""):
             raise LabelFileError(f"{path}: feature {i} has no '{class_field}' value (has: {sorted(props)}); use --class-field")
