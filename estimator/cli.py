@@ -38,6 +38,13 @@ EPILOG_ASSESS = """examples:
 Replaces area_ha in estimates.json/.csv by the error-adjusted estimate with ci95_low_ha /
 ci95_high_ha, writes assessment.json (accuracies, interpreter agreement) and updates report.md.
 """
+EPILOG_PLAN = """examples:
+  python -m estimator plan configs/jobs/vraem-2023.yaml
+  python -m estimator plan configs/jobs/loreto-2023.yaml --save-items loreto-items.json
+  python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --workers 8 --json
+
+Searches (or reads --items) and prints what the job would read and cost, without reading pixels.
+"""
 EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
   python -m estimator demo --out /tmp/demo --seed 7
@@ -54,6 +61,8 @@ def setup_logging(verbose: bool) -> None:
     )
     # odc-stac logs every ignored read failure; we count and report them ourselves.
     logging.getLogger("odc").setLevel(logging.ERROR)
+    # urllib3 logs each connection retry; the one-line error says what failed.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     # odc-loader reprojects in-memory arrays through rasterio, which warns they have no
     # geotransform; the warning is about odc's scratch arrays, not the user's data.
     from rasterio.errors import NotGeoreferencedWarning
@@ -131,6 +140,32 @@ def print_summary(records, manifest, run_dir: Path, truth=None) -> None:
     print(f"run directory: {run_dir}")
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from .config import load_job
+    from .dryrun import format_summary, read_items, save_items, summarize
+    from .plan import make_plan
+    from .regions import job_regions, regions_bbox
+    from .search import search_items
+
+    job = load_job(args.job, overrides=args.set)
+    regions = job_regions(job.regions)
+    if args.items:
+        items = [i for i in read_items(args.items) if (i.properties.get("eo:cloud_cover") or 0) <= job.stac.max_cloud_cover]
+    else:
+        items = list(search_items(job.stac, regions_bbox(regions), job.period, progress=not args.quiet).items)
+    if args.save_items:
+        save_items(args.save_items, items)
+    plan = make_plan(
+        [i.to_dict() for i in items], regions,
+        resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
+    )
+    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads)
+    print(_json.dumps(summary, indent=2) if args.json else format_summary(summary, regions))
+    return 0
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .outputs import write_json
     from .rundir import open_run
@@ -193,6 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key, e.g. grid.tile_size=1024")
     add_common_options(p)
     p.set_defaults(fn=_cmd_run)
+
+    pl = sub.add_parser(
+        "plan", help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Search and plan a job without reading pixels: scenes per tile and date, grid, chunks, "
+        "bytes to read, memory per worker and a time forecast.",
+    )
+    pl.add_argument("job", type=Path, help="job YAML file")
+    pl.add_argument("--items", type=Path, help="use a saved item list instead of searching")
+    pl.add_argument("--save-items", type=Path, help="write the items found, for --items later")
+    pl.add_argument("--workers", type=int, default=1, help="workers for the forecast (default 1)")
+    pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
+    pl.add_argument("--json", action="store_true", help="print JSON")
+    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key")
+    add_common_options(pl)
+    pl.set_defaults(fn=_cmd_plan)
 
     s = sub.add_parser(
         "sample", help="draw a stratified reference sample from a run's class map", epilog=EPILOG_SAMPLE,

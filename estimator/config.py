@@ -67,8 +67,20 @@ class PeriodConfig(_Strict):
 
 
 class RegionsConfig(_Strict):
-    file: Path = Field(description="GeoJSON FeatureCollection of region polygons (lon/lat).")
+    file: Path | None = Field(None, description="GeoJSON FeatureCollection of region polygons (lon/lat).")
     id_field: str = Field("region_id", description="Feature property holding the region id.")
+    names: tuple[str, ...] | None = Field(
+        None, description="Named regions instead of a file: loreto, vraem, ... or any Peruvian unit by name/ubigeo."
+    )
+    boundaries: Path | None = Field(
+        None, description="Local directory of the INEI boundary files (default: $ESTIMATOR_BOUNDARIES or a checked download)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegionsConfig:
+        if (self.file is None) == (not self.names):
+            raise ValueError("give either regions.file or regions.names (one of them)")
+        return self
 
 
 class GridConfig(_Strict):
@@ -228,7 +240,12 @@ def load_job(path: Path | str, overrides: list[str] | None = None) -> JobConfig:
         update={
             "model": _resolve(base, job.model),
             "output": _resolve(base, job.output),
-            "regions": job.regions.model_copy(update={"file": _resolve(base, job.regions.file)}),
+            "regions": job.regions.model_copy(
+                update={
+                    "file": None if job.regions.file is None else _resolve(base, job.regions.file),
+                    "boundaries": None if job.regions.boundaries is None else _resolve(base, job.regions.boundaries),
+                }
+            ),
         }
     )
 

@@ -43,7 +43,7 @@ from .mask import mask_stack
 from .model import Model, load_model
 from .outputs import MapLayer, atomic_path, write_estimates, write_json, write_map_cog, write_quicklook, write_text
 from .plan import Plan, Tile, make_plan
-from .regions import Region, load_regions, rasterize_regions, regions_bbox, to_crs
+from .regions import Region, job_regions, rasterize_regions, regions_bbox, to_crs
 from .report import render_report_md
 from .search import SearchResult, search_items
 
@@ -432,7 +432,7 @@ def _run(
 ) -> RunResult:
     timer = _Timer()
     with timer("prepare"):
-        regions = load_regions(job.regions.file, job.regions.id_field)
+        regions = job_regions(job.regions)
         model = load_model(job.model)
         if job.target_class not in model.classes:
             raise ConfigError(

@@ -20,6 +20,7 @@ from rasterio.features import rasterize
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from .config import RegionsConfig
 from .errors import RegionFileError
 
 __all__ = ["Region", "load_regions", "rasterize_regions", "regions_bbox", "to_crs"]
@@ -117,3 +118,12 @@ def rasterize_regions(regions: Sequence[Region], geobox: GeoBox) -> np.ndarray:
             continue
         out[i] = rasterize([(g, 1)], out_shape=(ny, nx), transform=geobox.affine, fill=0, dtype="uint8").astype(bool)
     return out
+
+
+def job_regions(cfg: RegionsConfig) -> tuple[Region, ...]:
+    """The regions a job names: from its GeoJSON file, or named Peruvian regions."""
+    if cfg.file is not None:
+        return load_regions(cfg.file, cfg.id_field)
+    from .named_regions import resolve_region
+
+    return tuple(resolve_region(name, cfg.boundaries) for name in cfg.names or ())

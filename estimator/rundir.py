@@ -19,9 +19,10 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.windows import Window
 
+from .config import RegionsConfig
 from .errors import EstimatorError
 from .grid import pixel_area_m2
-from .regions import Region, load_regions, rasterize_regions
+from .regions import Region, job_regions, rasterize_regions
 
 __all__ = ["Block", "RunDir", "open_run"]
 
@@ -88,7 +89,7 @@ def open_run(path: Path) -> RunDir:
         raise EstimatorError(f"{path} is not a finished run directory (needs manifest.json and maps/class.tif); run `estimator run` first")
     manifest = json.loads(mpath.read_text())
     cfg = manifest["config"]
-    regions = load_regions(Path(cfg["regions"]["file"]), cfg["regions"]["id_field"])
+    regions = job_regions(RegionsConfig.model_validate(cfg["regions"]))
     with rasterio.open(cmap) as src:
         grid = GeoBox((src.height, src.width), src.transform, src.crs)
         classes = tuple(json.loads(src.tags()["classes"])[1:])

@@ -58,8 +58,16 @@ def cloud_filter_mode(client: Client) -> str:
 def _open(stac: StacConfig) -> Client:
     try:
         return Client.open(stac.url, timeout=stac.timeout_s)
+    except requests.Timeout:
+        raise StacConnectionError(
+            f"cannot reach the STAC API at {stac.url} (no answer within {stac.timeout_s:g} s); check stac.url and the network"
+        ) from None
+    except requests.ConnectionError:
+        raise StacConnectionError(
+            f"cannot reach the STAC API at {stac.url} (connection failed); check stac.url and the network"
+        ) from None
     except (requests.RequestException, APIError, OSError) as e:
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise StacConnectionError(
             f"cannot reach the STAC API at {stac.url} ({reason}); check stac.url and the network"
         ) from None

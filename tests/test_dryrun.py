@@ -1,0 +1,45 @@
+"""``estimator plan``: a dry run reports the job without reading pixels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from estimator.demo.runner import demo_job
+
+pytestmark = pytest.mark.integration
+
+
+def test_plan_command_searches_saves_and_replans_offline(small_world, served_world, trained_model, tmp_path):
+    job = demo_job(small_world, served_world.stac_url, trained_model.path, tmp_path / "out", tile_size=128)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    saved = tmp_path / "items.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml", "--save-items", saved, "--json", "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    items = [json.loads(x) for x in small_world.items_path.read_text().splitlines() if x.strip()]
+    usable = [i for i in items if i["properties"]["eo:cloud_cover"] <= job["stac"]["max_cloud_cover"]]
+    assert d["items"] == len(usable) == d["time_slices"]
+    assert d["items_per_mgrs_tile"] == {small_world.spec.mgrs_tile: len(usable)}
+    assert d["grid"]["crs"] == f"EPSG:{small_world.spec.epsg}" and d["grid"]["tiles_kept"] == len(d["tiles"]) > 1
+    px = d["pixels"]
+    assert 0 < px["region_pixels"] <= px["tile_pixels"] and px["pixel_reads"] == sum(t["pixels"] * t["slices"] for t in d["tiles"])
+    assert d["bytes_to_read"] > px["pixel_reads"] and d["forecast_seconds"]["total"] >= 0
+    assert not (tmp_path / "out").exists()  # a dry run writes no run directory
+    # offline: the saved list replaces the search (the STAC URL is never contacted)
+    job["stac"]["url"] = "http://127.0.0.1:9/unreachable"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    r2 = subprocess.run(
+        [sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml", "--items", saved, "--json"], capture_output=True, text=True
+    )
+    assert r2.returncode == 0, r2.stderr
+    assert json.loads(r2.stdout)["pixels"] == px
+    r3 = subprocess.run([sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml"], capture_output=True, text=True)
+    assert r3.returncode == 2 and "cannot reach the STAC API" in r3.stderr
