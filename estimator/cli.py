@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import EstimatorError
+from .regions_cli import add_regions_parser
 
 __all__ = ["add_common_options", "guarded", "main", "print_summary", "setup_logging"]
 
@@ -61,8 +62,10 @@ def setup_logging(verbose: bool) -> None:
     )
     # odc-stac logs every ignored read failure; we count and report them ourselves.
     logging.getLogger("odc").setLevel(logging.ERROR)
-    # urllib3 logs each connection retry; the one-line error says what failed.
+    # urllib3 logs each connection retry and pooch each download attempt; the one-line
+    # error says what failed.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    logging.getLogger("pooch").setLevel(logging.ERROR)
     # odc-loader reprojects in-memory arrays through rasterio, which warns they have no
     # geotransform; the warning is about odc's scratch arrays, not the user's data.
     from rasterio.errors import NotGeoreferencedWarning
@@ -277,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--all-classes", action="store_true", help="print every class")
     add_common_options(a)
     a.set_defaults(fn=_cmd_assess)
+
+    add_regions_parser(sub)
 
     d = sub.add_parser(
         "demo", help="generate, serve and estimate the synthetic demo world", epilog=EPILOG_DEMO,

@@ -44,6 +44,11 @@ class _Strict(BaseModel):
 class StacConfig(_Strict):
     url: str = Field(description="Root URL of the STAC API, e.g. https://earth-search.aws.element84.com/v1")
     collection: str = Field("sentinel-2-l2a", description="Collection id to search.")
+    provider: str = Field(
+        "earth-search",
+        description="How the catalog names assets and encodes offsets (configs/providers.yaml): "
+        "earth-search, earth-search-v0, planetary-computer, cdse, local.",
+    )
     max_cloud_cover: float = Field(
         80.0, ge=0, le=100, description="Drop scenes whose eo:cloud_cover exceeds this (percent)."
     )

@@ -325,6 +325,7 @@ def _job_key(job: JobConfig, model: Model, plan: Plan, regions: Sequence[Region]
 
 def _manifest(
     job: JobConfig,
+    regions: Sequence[Region],
     model: Model,
     found: SearchResult,
     plan: Plan,
@@ -369,6 +370,7 @@ def _manifest(
             }
             for i in sorted(plan.items.values(), key=lambda i: (i.datetime, i.id))
         ],
+        "regions": [{"id": r.id, "name": r.name, "note": r.note} for r in regions],
         "time_slices": [list(g) for g in plan.groups],
         "duplicates_dropped": {
             "rule": "same platform, MGRS tile and time: keep the highest processing baseline, then the latest update",
@@ -498,7 +500,7 @@ def _run(
             run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,
             title=f"Class map {job.period.label}", synthetic=synthetic,
         )
-    manifest = _manifest(job, model, found, plan, partials, reused, synthetic, timer)
+    manifest = _manifest(job, regions, model, found, plan, partials, reused, synthetic, timer)
     write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
     write_json(run_dir / "manifest.json", manifest)
     write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))

@@ -40,6 +40,8 @@ class Region:
     """Polygon or MultiPolygon in lon/lat (EPSG:4326)."""
     name: str = ""
     """Human-readable name when the file has one."""
+    note: str = ""
+    """Caveat every report must carry (e.g. that a monitoring zone is an approximation)."""
 
 
 def load_regions(path: Path, id_field: str) -> tuple[Region, ...]:

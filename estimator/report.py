@@ -41,6 +41,8 @@ def render_report_md(
         "",
         f"## {target_class.capitalize()} per region",
         "",
+        *[f"> **{r['id']}**: {r['note']}" for r in manifest.get("regions", []) if r.get("note")],
+        "",
     ]
     head = "| region | region area (ha) | observed | failed reads | mapped (ha) | estimate (ha) | 95 % CI (ha) | estimator |"
     sep = "|---|---:|---:|---:|---:|---:|---|---|"

@@ -43,7 +43,7 @@ def demo_train(world: World, stac_url: str, tile_size: int = 512) -> dict[str, A
     """Training file contents for a served world."""
     s = world.spec
     return {
-        "stac": {"url": stac_url, "collection": "sentinel-2-l2a", "max_cloud_cover": 95, "page_size": 5},
+        "stac": {"url": stac_url, "collection": "sentinel-2-l2a", "provider": "local", "max_cloud_cover": 95, "page_size": 5},
         "period": {"start": s.start, "end": s.end},
         "grid": {"resolution": 10, "crs": f"EPSG:{s.epsg}", "tile_size": tile_size, "chunk_size": 512},
         "fit": DEMO_FIT,
@@ -55,7 +55,7 @@ def demo_job(world: World, stac_url: str, model_dir: Path, run_dir: Path, tile_s
     """Job file contents for a served world."""
     s = world.spec
     return {
-        "stac": {"url": stac_url, "collection": "sentinel-2-l2a", "max_cloud_cover": 95, "page_size": 5},
+        "stac": {"url": stac_url, "collection": "sentinel-2-l2a", "provider": "local", "max_cloud_cover": 95, "page_size": 5},
         "period": {"start": s.start, "end": s.end},
         "regions": {"file": str(world.regions_path), "id_field": "region_id"},
         "grid": {"resolution": 10, "crs": f"EPSG:{s.epsg}", "tile_size": tile_size, "chunk_size": 512},
