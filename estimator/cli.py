@@ -163,6 +163,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     plan = make_plan(
         [i.to_dict() for i in items], regions,
         resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
+            provider=job.stac.provider,
     )
     summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads)
     print(_json.dumps(summary, indent=2) if args.json else format_summary(summary, regions))

@@ -22,6 +22,7 @@ from rasterio.errors import RasterioError
 
 from .bands import REFLECTANCE_BANDS
 from .plan import Plan, Tile
+from .providers import get_provider, url_patcher
 
 __all__ = ["GDAL_HTTP_OPTIONS", "TileStack", "configure_gdal", "find_unreadable", "load_tile"]
 
@@ -86,6 +87,8 @@ def load_tile(
         groupby=lambda item, parsed, idx: slice_of[item.id],
         resampling={"scl": "nearest", "*": "bilinear"},
         fail_on_error=True,
+        # Signed here, per tile, just before its reads (Planetary Computer SAS tokens expire).
+        patch_url=url_patcher(get_provider(plan.provider)),
     )
     # Per slice and band (scale, offset): all items of a slice share it by construction.
     scaling = np.array([plan.items[g[0]].scaling for g in groups], dtype=np.float64)  # (time, band, 2)

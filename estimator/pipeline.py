@@ -449,6 +449,7 @@ def _run(
         plan = make_plan(
             [i.to_dict() for i in found.items], regions,
             resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
+            provider=job.stac.provider,
         )
     items = {i.id: i for i in found.items}
     synthetic = any(bool(i.properties.get(SYNTHETIC_PROPERTY)) for i in found.items)

@@ -75,6 +75,8 @@ class Plan:
     chunk_size: int
     duplicates: Mapping[str, str] = field(default_factory=dict)
     """Items dropped as duplicates -> the item kept (see :func:`dedupe_items`)."""
+    provider: str = "earth-search"
+    """Provider of the items (configs/providers.yaml): decides URL signing at load time."""
 
 
 def _baseline_key(v: str | None) -> tuple[int, ...]:
@@ -177,6 +179,7 @@ def make_plan(
     crs: str | None = None,
     tile_size: int = 2048,
     chunk_size: int = 1024,
+    provider: str = "earth-search",
 ) -> Plan:
     """Build the plan for ``items`` over ``area`` (regions, or one lon/lat geometry).
 
@@ -215,6 +218,7 @@ def make_plan(
         groups=groups,
         chunk_size=auto_chunk_size(min(chunk_size, tile_size), max_slices),
         duplicates=duplicates,
+        provider=provider,
     )
 
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import PeriodConfig, StacConfig
 from .errors import ConfigError, NoScenesFoundError, StacConnectionError
+from .providers import get_provider, normalize_item
 from .warnings import ClientSideFilterWarning
 
 __all__ = ["SearchResult", "cloud_filter_mode", "search_items"]
@@ -104,6 +105,7 @@ def search_items(
     NoScenesFoundError
         Nothing usable was found.
     """
+    provider = get_provider(stac.provider)
     client = _open(stac)
     mode = cloud_filter_mode(client)
     kwargs: dict[str, Any] = {
@@ -137,6 +139,9 @@ def search_items(
                 for item in page.items:
                     n_returned += 1
                     bar.update(1)
+                    # Provider conventions (asset names, offsets, proj:code) become ours here,
+                    # once, so every later stage sees Earth Search v1 shaped items.
+                    item = pystac.Item.from_dict(normalize_item(item.to_dict(transform_hrefs=False), provider))
                     cloud = item.properties.get("eo:cloud_cover")
                     if cloud is not None and float(cloud) > stac.max_cloud_cover:
                         n_cloudy += 1

@@ -118,6 +118,7 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
     plan = make_plan(
         [i.to_dict() for i in found.items], area,
         resolution=cfg.grid.resolution, crs=cfg.grid.crs, tile_size=cfg.grid.tile_size, chunk_size=cfg.grid.chunk_size,
+        provider=cfg.stac.provider,
     )
     items = {i.id: i for i in found.items}
     crs = str(plan.grid.crs)
