@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, EstimatorError
+from .errors import BoundaryDownloadError, BoundaryFileError, ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -46,14 +46,6 @@ ENV_VAR = "ESTIMATOR_BOUNDARIES"
 LEVELS = ("department", "province", "district")
 _FILE_KEYS = {"file", "url", "sha256", "id_field", "name_field"}
 _HOW_TO = f"set --boundaries DIR or {ENV_VAR} to a directory holding the INEI 2007 files"
-
-
-class BoundaryFileError(EstimatorError, ValueError):
-    """A boundary file is missing or does not match its registered sha256."""
-
-
-class BoundaryDownloadError(EstimatorError, ConnectionError):
-    """A boundary file is not cached and could not be downloaded."""
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,31 @@ class ServerStartError(EstimatorError, RuntimeError):
         super().__init__(message)
         self.log_tail = log_tail
         """The last lines of the server's log, as in the message."""
+
+
+class BoundaryFileError(EstimatorError, ValueError):
+    """A boundary file is missing or does not match its registered sha256."""
+
+
+class BoundaryDownloadError(EstimatorError, ConnectionError):
+    """A boundary file is not cached and could not be downloaded."""
+
+
+class UnknownRegionError(EstimatorError, LookupError):
+    """No named region, administrative unit or ubigeo matches the name."""
+
+
+class AmbiguousRegionError(EstimatorError, LookupError):
+    """Several administrative units share the name; the message lists their ubigeos."""
+
+
+class UnknownProviderError(EstimatorError, LookupError):
+    """A provider name that ``configs/providers.yaml`` does not define."""
+
+
+class ItemMetadataError(EstimatorError, ValueError):
+    """A STAC Item lacks metadata the pipeline needs (a band, or its CRS)."""
+
+
+class DemoWorldError(EstimatorError, ValueError):
+    """A demo world directory is missing, incomplete, or from another generator version."""

@@ -46,7 +46,7 @@ from .boundaries import (
     boundary_files,
     read_config,
 )
-from .errors import ConfigError, EstimatorError
+from .errors import AmbiguousRegionError, ConfigError, UnknownRegionError
 from .regions import Region
 
 __all__ = [
@@ -70,14 +70,6 @@ _GEOD = Geod(ellps="WGS84")
 #: Sample spacing (degrees, about 5 km) and buffer (degrees, about 11 km) for MGRS squares.
 _TILE_STEP_DEG = 0.045
 _TILE_BUFFER_DEG = 0.1
-
-
-class UnknownRegionError(EstimatorError, LookupError):
-    """No named region, administrative unit or ubigeo matches the name."""
-
-
-class AmbiguousRegionError(EstimatorError, LookupError):
-    """Several administrative units share the name; the message lists their ubigeos."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from .bands import REFLECTANCE_BANDS, S2_BAND_ID
-from .errors import ConfigError, EstimatorError
+from .errors import ConfigError, ItemMetadataError, UnknownProviderError
 
 __all__ = [
     "DEFAULT_PROVIDERS_PATH",
@@ -73,14 +73,6 @@ _L2A_SCALE = 1e-4
 _PIXEL_TYPE = {band: {"nodata": 0, "data_type": "uint16"} for band in REFLECTANCE_BANDS} | {
     "scl": {"nodata": 0, "data_type": "uint8"}
 }
-
-
-class UnknownProviderError(EstimatorError, LookupError):
-    """A provider name that ``configs/providers.yaml`` does not define."""
-
-
-class ItemMetadataError(EstimatorError, ValueError):
-    """A STAC Item lacks metadata the pipeline needs (a band, or its CRS)."""
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ from estimator.demo.landscape import (
     to_lonlat,
     true_areas_ha,
 )
-from estimator.errors import EstimatorError
+from estimator.errors import DemoWorldError
 
 __all__ = [
     "DEMO_CLASSES",
@@ -139,10 +139,6 @@ _CLOUD = np.array([0.42, 0.43, 0.44, 0.47, 0.45, 0.46, 0.47, 0.47, 0.36, 0.25], 
 _CIRRUS = np.array([0.045, 0.040, 0.036, 0.032, 0.034, 0.033, 0.032, 0.031, 0.022, 0.015], dtype=np.float32)
 _SHADOW = np.array([0.55, 0.50, 0.45, 0.35, 0.42, 0.38, 0.36, 0.35, 0.33, 0.33], dtype=np.float32)
 _MGRS_TILE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
-
-
-class DemoWorldError(EstimatorError, ValueError):
-    """A demo world directory is missing, incomplete, or from another generator version."""
 
 
 @dataclass(frozen=True)
