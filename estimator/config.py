@@ -136,6 +136,12 @@ class CoverageConfig(_Strict):
 
 class ClusterConfig(_Strict):
     address: str | None = Field(None, description="dask.distributed scheduler address; none = local threads.")
+    tiles_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Tiles processed at once on a cluster (default: 2 per worker). Locally one tile at a "
+        "time: its chunks already use every core, and more tiles would only multiply memory.",
+    )
 
 
 class JobConfig(_Strict):

@@ -14,7 +14,8 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -243,6 +244,34 @@ class _Bars:
         self.classify.update(1)
 
 
+def _tiles_in_flight(client: Any, job: JobConfig) -> int:
+    if client is None:
+        return 1
+    if job.cluster.tiles_in_flight:
+        return job.cluster.tiles_in_flight
+    return max(2, 2 * len(client.scheduler_info(n_workers=-1).get("workers", {})))
+
+
+def _map_tiles(work: Callable[[Tile], TilePartial], tiles: Sequence[Tile], in_flight: int) -> Iterator[TilePartial]:
+    """Run ``work`` over tiles, ``in_flight`` at a time, yielding results as they finish.
+
+    Each tile's graph is built and submitted from its own client thread (the distributed
+    client is thread-safe), so a cluster always has several tiles' tasks to schedule; a
+    failure stops the job and leaves the finished tiles' checkpoints for a rerun.
+    """
+    if in_flight <= 1:
+        yield from map(work, tiles)
+        return
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="tile") as pool:
+        futures = [pool.submit(work, t) for t in tiles]
+        try:
+            for f in as_completed(futures):
+                yield f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+
 def _inside_regions(regions: Sequence[Region], geobox: Any) -> np.ndarray:
     return np.asarray(rasterize_regions(regions, geobox).any(axis=0))
 
@@ -456,7 +485,6 @@ def _run(
     run_dir = job.output
     store = _TileStore(run_dir, _job_key(job, model, plan, regions))
     configure_gdal()
-    partials: list[TilePartial] = []
     reused: set[str] = set()
     n = len(plan.tiles)
     bars = _Bars(
@@ -466,16 +494,25 @@ def _run(
     with timer("tiles"), bars.load, bars.classify:
         # Ship the model to every worker once, not inside each tile's graph.
         estimator = model.estimator if client is None else client.scatter(model.estimator, broadcast=True, hash=False)
+        todo = []
+        done: dict[str, TilePartial] = {}
         for tile in plan.tiles:
             prev = store.done(tile.id)
-            if prev is not None:
-                partials.append(prev)
+            if prev is None:
+                todo.append(tile)
+            else:
+                done[tile.id] = prev
                 reused.add(tile.id)
                 bars.skip()
-                continue
+
+        def work(tile: Tile) -> TilePartial:
             part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job, bars)
-            store.save(part, arrays)
-            partials.append(part)
+            store.save(part, arrays)  # checkpoint as soon as the tile is finished
+            return part
+
+        for part in _map_tiles(work, todo, _tiles_in_flight(client, job)):
+            done[part.tile_id] = part
+        partials = [done[t.id] for t in plan.tiles]
     with timer("reduce"):
         totals = reduce_partials(partials, [r.id for r in regions])
         records = mapped_records(
