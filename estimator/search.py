@@ -9,6 +9,7 @@ which silently returns nothing for filters) every page is fetched and filtered h
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ import requests
 from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
 from tqdm.auto import tqdm
+from urllib3 import BaseHTTPResponse
+from urllib3.util.retry import Retry
 
 from .config import PeriodConfig, StacConfig
 from .errors import ConfigError, NoScenesFoundError, StacConnectionError
@@ -56,9 +60,66 @@ def cloud_filter_mode(client: Client) -> str:
     return "client"
 
 
+#: Statuses that mean "try again later": rate limited, or a server or gateway hiccup.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Attempts after the first, per request (landing page, conformance, each search page).
+MAX_RETRIES = 5
+#: A refused or unresolvable address is nearly always a wrong URL: fail fast on it.
+MAX_CONNECT_RETRIES = 2
+#: Exponential backoff 0, 1, 2, 4, 8 s (factor * 2**(n-1), no wait before the first retry).
+BACKOFF_FACTOR_S = 0.5
+BACKOFF_MAX_S = 10.0
+#: A server's Retry-After is honoured up to this; a hostile 3600 must not park a job.
+RETRY_AFTER_MAX_S = 30.0
+
+
+class _BoundedRetry(Retry):
+    """urllib3 ``Retry`` whose ``Retry-After`` waits are capped at :data:`RETRY_AFTER_MAX_S`.
+
+    urllib3 >= 2.6 has ``retry_after_max`` for this; older 2.x versions, which requests
+    still accepts, would sleep as long as the server asks.
+    """
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, RETRY_AFTER_MAX_S)
+
+
+def _stac_retry() -> Retry:
+    """The retry policy of every STAC request: bounded, with backoff, Retry-After capped.
+
+    Search pages are POSTs, retried too: an Item Search is a read, and a retried page
+    request resends the same body (the same page token), so no page is lost or repeated.
+    Worst case per request: six timeouts plus 15 s of backoff, or up to 150 s of waiting
+    when the server keeps asking for a Retry-After of 30 s or more.
+    """
+    return _BoundedRetry(
+        total=MAX_RETRIES,
+        connect=MAX_CONNECT_RETRIES,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"POST"},
+        backoff_factor=BACKOFF_FACTOR_S,
+        backoff_max=BACKOFF_MAX_S,
+        respect_retry_after_header=True,
+    )
+
+
+def _reason(e: BaseException, limit: int = 120) -> str:
+    """First line of an error; urllib3's "Max retries exceeded ..." reduced to its cause."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    # e.g. "HTTPConnectionPool(host=..., port=...): Max retries exceeded with url: /search
+    # (Caused by ResponseError('too many 503 error responses'))": the cause is the news.
+    cause = re.search(r"Max retries exceeded .*\(Caused by \w+\((.*)\)\)$", text)
+    if cause:
+        detail = re.sub(r"^HTTPS?Connection\([^)]*\): ", "", cause.group(1).strip("'\""))
+        text = "retries exhausted: " + detail
+    return text[:limit]
+
+
 def _open(stac: StacConfig) -> Client:
     try:
-        return Client.open(stac.url, timeout=stac.timeout_s)
+        stac_io = StacApiIO(timeout=stac.timeout_s, max_retries=_stac_retry())
+        return Client.open(stac.url, stac_io=stac_io, timeout=stac.timeout_s)
     except requests.Timeout:
         raise StacConnectionError(
             f"cannot reach the STAC API at {stac.url} (no answer within {stac.timeout_s:g} s); check stac.url and the network"
@@ -68,7 +129,7 @@ def _open(stac: StacConfig) -> Client:
             f"cannot reach the STAC API at {stac.url} (connection failed); check stac.url and the network"
         ) from None
     except (requests.RequestException, APIError, OSError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        reason = _reason(e)
         raise StacConnectionError(
             f"cannot reach the STAC API at {stac.url} ({reason}); check stac.url and the network"
         ) from None
@@ -151,7 +212,7 @@ def search_items(
         msg = str(e).splitlines()[0][:200] if str(e) else "error"
         if "collection" in msg.lower() and ("not found" in msg.lower() or "404" in msg):
             raise ConfigError(f"collection '{stac.collection}' not found at {stac.url}; check stac.collection") from None
-        raise StacConnectionError(f"STAC search at {stac.url} failed: {msg}") from None
+        raise StacConnectionError(f"STAC search at {stac.url} failed: {_reason(e, 200)}") from None
     except requests.RequestException as e:
         raise StacConnectionError(f"STAC search at {stac.url} failed mid-way ({type(e).__name__}); retry later") from None
 
