@@ -9,9 +9,13 @@ failed reads instead of letting odc-stac fill them with zeros.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import odc.stac
@@ -40,6 +44,32 @@ GDAL_HTTP_OPTIONS: dict[str, str] = {
     "GDAL_HTTP_MULTIPLEX": "YES",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
 }
+
+
+@functools.cache
+def _libgdal() -> ctypes.CDLL | None:
+    # rasterio does not expose VSICurlClearCache; call it from the libgdal rasterio loaded
+    # (the wheel's bundled copy, else the system's).
+    bundled = sorted((Path(rasterio.__file__).resolve().parent.parent / "rasterio.libs").glob("libgdal*.so*"))
+    candidates = [str(p) for p in bundled] + [ctypes.util.find_library("gdal") or ""]
+    for path in candidates:
+        if path:
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
+    return None
+
+
+def clear_http_cache() -> bool:
+    """Forget what GDAL cached of remote files in this process, including ranges that
+    arrived cut short and files that failed: without this, a retry in the same process
+    replays the failure instead of reading again. Returns False if GDAL was not found."""
+    lib = _libgdal()
+    if lib is None:
+        return False
+    lib.VSICurlClearCache()
+    return True
 
 
 def configure_gdal() -> None:

@@ -39,7 +39,7 @@ from .errors import ConfigError, EstimatorError
 from .estimate import apply_coverage, mapped_records
 from .features import features_dask
 from .grid import pixel_area_m2
-from .load import configure_gdal, find_unreadable, load_tile
+from .load import clear_http_cache, configure_gdal, find_unreadable, load_tile
 from .mask import mask_stack
 from .model import Model, load_model
 from .outputs import MapLayer, atomic_path, write_estimates, write_json, write_map_cog, write_quicklook, write_text
@@ -177,16 +177,33 @@ def tile_features(
     return feats, counts
 
 
+def _clear_http_caches() -> None:
+    clear_http_cache()
+    try:
+        from distributed import get_client
+
+        get_client().run(clear_http_cache)
+    except (ImportError, ValueError):
+        pass
+
+
 def _tile_features_robust(
     tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int]
 ) -> tuple[tuple[da.Array, da.Array] | None, list[str], str]:
     """:func:`tile_features`, dropping unreadable items. Returns (result, failed items, error)."""
-    try:
-        return tile_features(tile, plan, items, clear_scl), [], ""
-    except Exception as e:
-        if not _is_read_error(e):
-            raise
-        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    first = ""
+    for attempt in range(2):
+        try:
+            return tile_features(tile, plan, items, clear_scl), [], ""
+        except Exception as e:
+            if not _is_read_error(e):
+                raise
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            # GDAL does not retry a body cut short, and caches the short range and failed
+            # files in-process: clear that (on every worker) and read the tile once more.
+            if attempt == 0:
+                log.warning("tile %s: read failed (%s); clearing GDAL's HTTP cache and retrying once", tile.id, first)
+                _clear_http_caches()
     tile_items = [i for g in tile.groups for i in g]
     bad = find_unreadable(tile_items, items)
     if not bad:

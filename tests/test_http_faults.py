@@ -252,19 +252,14 @@ def test_job_survives_connections_reset_mid_request(small_world, trained_model, 
     assert Counter(r["fault"] for r in log)["drop"] == 4
 
 
-def test_body_cut_short_is_a_failed_read_not_zeros(small_world, trained_model, small_run, tmp_path):
-    """GDAL does not retry a 206 cut short and keeps the short range in its in-process
-    cache, so the scene is lost for this run (a rerun reads it again): counted, not zeros."""
+def test_body_cut_short_is_read_again_with_identical_estimates(small_world, trained_model, small_run, tmp_path):
+    """GDAL does not retry a 206 cut short and caches the short range in-process; the job
+    clears GDAL's HTTP cache and reads the tile once more, so nothing is lost."""
     item = _items(small_world)[7]["id"]
     plan = FaultPlan((FaultRule("truncate", match=_cog(item, "B04"), method="GET", skip=1, first=1),))
     world, proxy = serve_world_with_faults(small_world.root, tmp_path / "serve", plan)
     with world:
         result = _within(HANG_GUARD_S, lambda: _run_job(tmp_path, small_world, world.stac_url, trained_model))
         assert Counter(r["fault"] for r in proxy.requests())["truncate"] == 1
-    tiles = result.manifest["tiles"]
-    assert any(item in t["failed_items"] for t in tiles)
-    assert all(t["failed_items"] in ([], [item]) for t in tiles)
-    clean = {(r["region"], r["class"]): r for r in small_run[1].records}
-    for r in result.records:
-        assert r["observed_fraction"] <= clean[(r["region"], r["class"])]["observed_fraction"]
-    assert any(r["failed_read_fraction"] > 0 for r in result.records)
+    assert all(t["failed_items"] == [] for t in result.manifest["tiles"])
+    assert _compared(result.records) == _compared(small_run[1].records)
