@@ -339,11 +339,14 @@ def _process_tile(
         dask.delayed(_inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool
     ).rechunk((c, c))
     probs_d = classify_dask(feats, estimator, len(model.classes), model.model_id, inside=inside)
-    probs, n_clear = dask.compute(probs_d, n_clear_d)
+    # Reduce to what the outputs need where the blocks live: 1 byte of class and 4 of
+    # target probability per pixel travel back, not every class's probability.
+    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
+    target_d = probs_d[model.classes.index(model.target_class)]
+    raw_codes, target, n_clear = dask.compute(codes_d, target_d, n_clear_d)
     bars.classify.update(1)
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
-    codes, n_sieved = sieve_codes(class_codes(probs), min_px)
-    target = probs[model.classes.index(model.target_class)]
+    codes, n_sieved = sieve_codes(raw_codes, min_px)
     partial = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
     partial.sieved_pixels = n_sieved
     return partial, {"class": codes, "prob": target.astype(np.float32), "n_clear": n_clear.astype(np.int16)}
