@@ -6,10 +6,12 @@ step (about 0.1 Mpix/s per core for a 100-tree forest), so no pixel is predicted
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 from rasterio.features import sieve
 
 from .features import FEATURE_NAMES
@@ -17,9 +19,50 @@ from .features import FEATURE_NAMES
 __all__ = ["class_codes", "classify_dask", "predict_block"]
 
 
+#: Models installed in this process by :func:`model_plugin`, by sha256.
+_MODELS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model by its sha256, resolved in the worker that runs the block."""
+
+    sha256: str
+
+    def resolve(self) -> Any:
+        try:
+            return _MODELS[self.sha256]
+        except KeyError:
+            raise RuntimeError(f"model {self.sha256[:12]} is not installed on this worker") from None
+
+
+class ModelPlugin(WorkerPlugin):
+    """A dask WorkerPlugin that installs the model on every worker, present and future.
+
+    Scattered data is not enough: dask's active memory manager trims broadcast copies to
+    one, and losing that worker would lose the model (the job fails with "lost
+    dependencies"). A plugin is replayed on restarted and newly joined workers. Defined at
+    module level so workers unpickle it by reference and fill this module's registry.
+    """
+
+    def __init__(self, sha256: str, estimator: Any) -> None:
+        self.name = f"coca-model-{sha256[:16]}"
+        self.sha256, self.estimator = sha256, estimator
+
+    def setup(self, worker: Any) -> None:
+        _MODELS[self.sha256] = self.estimator
+
+
+def model_plugin(sha256: str, estimator: Any) -> ModelPlugin:
+    """The plugin to register with ``client.register_plugin``."""
+    return ModelPlugin(sha256, estimator)
+
+
 def predict_block(features: np.ndarray, estimator: Any, n_classes: int, inside: np.ndarray | None = None) -> np.ndarray:
     """Numpy kernel: ``(feature, y, x)`` -> ``(class, y, x)`` probabilities, NaN where
     unobserved or (when ``inside`` is given) outside the area of interest."""
+    if isinstance(estimator, ModelRef):
+        estimator = estimator.resolve()
     nf, ny, nx = features.shape
     flat = features.reshape(nf, -1).T
     ok = np.isfinite(flat).all(axis=1)

@@ -33,7 +33,7 @@ from rasterio.features import rasterize
 from tqdm.auto import tqdm
 
 from .aggregate import TilePartial, aggregate_tile, failed_tile, reduce_partials
-from .classify import class_codes, classify_dask, sieve_codes
+from .classify import ModelRef, class_codes, classify_dask, model_plugin, sieve_codes
 from .config import JobConfig, config_hash
 from .errors import ConfigError, EstimatorError
 from .estimate import apply_coverage, mapped_records
@@ -305,7 +305,8 @@ def _process_tile(
 ) -> tuple[TilePartial, dict[str, np.ndarray]]:
     """One tile: load -> mask -> features (persisted) -> classify -> sums and map blocks.
 
-    ``estimator`` is the model itself, or a future of it scattered to the cluster once.
+    ``estimator`` is the model itself, or a :class:`ModelRef` to the copy installed on
+    every worker.
     """
     ny, nx = tile.geobox.shape.yx
     ids = [r.id for r in regions]
@@ -512,8 +513,12 @@ def _run(
         tqdm(total=n, desc="classify", unit="tile", disable=not progress, position=1),
     )
     with timer("tiles"), bars.load, bars.classify:
-        # Ship the model to every worker once, not inside each tile's graph.
-        estimator = model.estimator if client is None else client.scatter(model.estimator, broadcast=True, hash=False)
+        # Install the model on every worker once (and on any that restarts or joins), not
+        # inside each tile's graph; tasks refer to it by its sha256.
+        estimator: Any = model.estimator
+        if client is not None:
+            client.register_plugin(model_plugin(model.sha256, model.estimator))
+            estimator = ModelRef(model.sha256)
         todo = []
         done: dict[str, TilePartial] = {}
         for tile in plan.tiles:
