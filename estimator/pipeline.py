@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -470,18 +470,6 @@ def run(
     truth
         Known true hectares per region and class (demo world only), printed in the report.
     """
-    with ExitStack() as stack:
-        return _run(job, scheduler, progress, truth, stack)
-    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
-
-
-def _run(
-    job: JobConfig,
-    scheduler: str | None,
-    progress: bool,
-    truth: Mapping[str, Mapping[str, float]] | None,
-    stack: ExitStack,
-) -> RunResult:
     timer = _Timer()
     with timer("prepare"):
         regions = job_regions(job.regions)
@@ -491,8 +479,21 @@ def _run(
                 f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
             )
         model = replace(model, target_class=job.target_class)
-        # Connect before searching: a wrong scheduler address fails fast, before any work.
-        client = stack.enter_context(dask_context(scheduler or job.cluster.address))
+    # Connect before searching: a wrong scheduler address fails fast, before any work.
+    with dask_context(scheduler or job.cluster.address) as client:
+        result = _run(job, regions, model, client, timer, progress, truth)
+    return result
+
+
+def _run(
+    job: JobConfig,
+    regions: Sequence[Region],
+    model: Model,
+    client: Any,
+    timer: _Timer,
+    progress: bool,
+    truth: Mapping[str, Mapping[str, float]] | None,
+) -> RunResult:
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
