@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -23,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from .config import RegionsConfig
 from .errors import RegionFileError
 
-__all__ = ["Region", "load_regions", "rasterize_regions", "regions_bbox", "to_crs"]
+__all__ = ["Region", "load_regions", "rasterize_regions", "read_features", "regions_bbox", "to_crs"]
 
 #: Densify lon/lat edges to this step (degrees, about 1 km) before projecting, so long
 #: polygon edges follow the curve they describe on the ground.
@@ -44,6 +45,29 @@ class Region:
     """Caveat every report must carry (e.g. that a monitoring zone is an approximation)."""
 
 
+def read_features(path: Path, error: type[Exception], what: str) -> list[dict[str, Any]]:
+    """The features of a lon/lat GeoJSON FeatureCollection, or ``error`` with one line
+    saying what is wrong (missing, not JSON, not a FeatureCollection, a projected CRS)."""
+    if not path.is_file():
+        raise error(f"{what} file not found: {path}")
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise error(f"{path} is not GeoJSON (not valid JSON); export the {what} as a GeoJSON FeatureCollection") from None
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        raise error(f"{path} is not a GeoJSON FeatureCollection; export the {what} as one")
+    crs = (data.get("crs") or {}).get("properties", {}).get("name", "")
+    if crs and not any(tag in crs for tag in ("4326", "CRS84")):
+        raise error(f"{path} declares CRS {crs}; GeoJSON must be lon/lat (EPSG:4326), reproject it")
+    features = data.get("features")
+    if not isinstance(features, list):
+        raise error(f"{path}: 'features' is not a list; export the {what} as a GeoJSON FeatureCollection")
+    for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            raise error(f"{path}: feature {i} is not a GeoJSON Feature object")
+    return features
+
+
 def load_regions(path: Path, id_field: str) -> tuple[Region, ...]:
     """Read region polygons from a GeoJSON FeatureCollection in lon/lat.
 
@@ -52,24 +76,9 @@ def load_regions(path: Path, id_field: str) -> tuple[Region, ...]:
     RegionFileError
         The file is missing, not GeoJSON, has no polygons, lacks ``id_field``, or repeats ids.
     """
-    if not path.is_file():
-        raise RegionFileError(f"regions file not found: {path}; set regions.file in the job")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RegionFileError(f"{path} is not GeoJSON (not valid JSON); export the regions as a GeoJSON FeatureCollection") from None
-    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise RegionFileError(f"{path} is not a GeoJSON FeatureCollection; export the regions as one")
-    crs = (data.get("crs") or {}).get("properties", {}).get("name", "")
-    if crs and not any(tag in crs for tag in ("4326", "CRS84")):
-        raise RegionFileError(f"{path} declares CRS {crs}; GeoJSON must be lon/lat (EPSG:4326), reproject it")
+    features = read_features(path, RegionFileError, "regions")
     regions: list[Region] = []
-    features = data.get("features")
-    if not isinstance(features, list):
-        raise RegionFileError(f"{path}: 'features' is not a list; export the regions as a GeoJSON FeatureCollection")
     for i, feat in enumerate(features):
-        if not isinstance(feat, dict):
-            raise RegionFileError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
         if id_field not in props:
             raise RegionFileError(

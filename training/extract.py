@@ -10,7 +10,6 @@ reported, not silently dropped.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from estimator.features import FEATURE_NAMES
 from estimator.load import configure_gdal
 from estimator.pipeline import dask_context, tile_features
 from estimator.plan import make_plan
-from estimator.regions import to_crs
+from estimator.regions import read_features, to_crs
 from estimator.search import search_items
 
 __all__ = ["LabelSet", "Samples", "extract_samples", "read_labels"]
@@ -76,22 +75,9 @@ def read_labels(path: Path, class_field: str = "class") -> LabelSet:
     LabelFileError
         Not GeoJSON, no features, a feature without ``class_field`` or geometry.
     """
-    if not path.is_file():
-        raise LabelFileError(f"labels file not found: {path}")
-    raw = path.read_bytes()
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LabelFileError(f"{path} is not GeoJSON (not valid JSON)") from None
-    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise LabelFileError(f"{path} is not a GeoJSON FeatureCollection")
+    features = read_features(path, LabelFileError, "labels")
     ids, classes, geoms = [], [], []
-    features = data.get("features")
-    if not isinstance(features, list):
-        raise LabelFileError(f"{path}: 'features' is not a list")
     for i, feat in enumerate(features):
-        if not isinstance(feat, dict):
-            raise LabelFileError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
         if props.get(class_field) in (None, ""):
             raise LabelFileError(f"{path}: feature {i} has no '{class_field}' value (has: {sorted(props)}); use --class-field")
@@ -108,7 +94,7 @@ def read_labels(path: Path, class_field: str = "class") -> LabelSet:
         raise LabelFileError(f"{path} holds no labeled features")
     if len(set(classes)) < 2:
         raise LabelFileError(f"{path}: only one class ({classes[0]}); a classifier needs at least two")
-    return LabelSet(tuple(ids), tuple(classes), tuple(geoms), path, hashlib.sha256(raw).hexdigest())
+    return LabelSet(tuple(ids), tuple(classes), tuple(geoms), path, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True, scheduler: str | None = None) -> Samples:
