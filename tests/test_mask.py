@@ -35,14 +35,20 @@ def test_mask_stack_sets_nan_and_counts_clear():
     assert np.isnan(masked.values[:, 1, 0, 0]).all() and np.isfinite(masked.values[:, 0, 0, 0]).all()
 
 
-def test_real_scl_clear_share_matches_histogram(shared):
+def test_real_scl_clear_share_matches_the_items_own_percentages(shared):
+    """Independent check: the clear share our mask finds in the real SCL raster equals what
+    Sen2Cor reported in the item's metadata (vegetation + not vegetated + water + unclassified)."""
+    import json
+
     path = shared / "real/rasters/s2_l2a_T29RKH_2020-02-19_earthsearch_downsampled/SCL.tif"
     if not path.is_file():
         pytest.skip(f"{path} absent")
+    props = json.loads((shared / "real/stac/earth_search_v1/item_S2A_29RKH_20200219_0_L2A.json").read_text())["properties"]
     with rasterio.open(path) as src:
         scl = src.read(1)[None]
     refl = np.full((10, *scl.shape), 0.1, dtype=np.float32)
     clear = clear_mask(scl, refl, SCL_CLEAR_DEFAULT)
-    counts = np.bincount(scl.ravel(), minlength=12)
-    assert clear.sum() == sum(counts[c] for c in SCL_CLEAR_DEFAULT)
-    assert 0 < clear.mean() < 1  # the real scene has both clear and cloudy/no-data pixels
+    reported = sum(props[f"s2:{k}_percentage"] for k in ("vegetation", "not_vegetated", "water", "unclassified"))
+    assert 100 * clear[scl > 0].mean() == pytest.approx(reported, abs=0.2)  # 10x downsampled raster
+    cloudy = sum(props[f"s2:{k}_percentage"] for k in ("medium_proba_clouds", "high_proba_clouds", "thin_cirrus"))
+    assert 100 * (~clear[scl > 0]).mean() == pytest.approx(cloudy, abs=0.2)
