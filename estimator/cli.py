@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import EstimatorError
 from .regions_cli import add_regions_parser
 
-__all__ = ["add_common_options", "guarded", "main", "print_summary", "setup_logging"]
+__all__ = ["add_common_options", "add_set_option", "guarded", "main", "print_summary", "setup_logging"]
 
 EPILOG_RUN = """examples:
   python -m estimator run configs/jobs/vraem-2023.yaml
@@ -92,6 +92,13 @@ def guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def add_set_option(p: argparse.ArgumentParser, what: str = "job") -> None:
+    """``--set KEY=VALUE`` (repeatable): override a key of the job or training file."""
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"override a {what} key, e.g. grid.tile_size=1024"
+    )
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -229,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", type=Path, help="job YAML file")
     p.add_argument("--out", type=Path, help="run directory (overrides the job's `output`)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key, e.g. grid.tile_size=1024")
+    add_set_option(p)
     add_common_options(p)
     p.set_defaults(fn=_cmd_run)
 
@@ -245,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--workers", type=int, default=1, help="workers for the forecast (default 1)")
     pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
     pl.add_argument("--json", action="store_true", help="print JSON")
-    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a job key")
+    add_set_option(pl)
     add_common_options(pl)
     pl.set_defaults(fn=_cmd_plan)
 

@@ -59,8 +59,8 @@ from .serve import (
     ServedWorld,
     Server,
     _log_tail,
-    _read_world_stac,
-    _relocate,
+    read_world_stac,
+    relocate,
     start_file_server,
     start_stac_server,
 )
@@ -308,14 +308,14 @@ def serve_world_with_faults(world_root: Path, workdir: Path, plan: FaultPlan) ->
     """
     world_root = Path(world_root).resolve()
     workdir = Path(workdir).resolve()
-    collection, items = _read_world_stac(world_root / "stac")
+    collection, items = read_world_stac(world_root / "stac")
     servers: list[Server] = []
     try:
         servers.append(start_file_server(world_root, log_path=workdir / "files-server.log"))
         proxy = start_fault_proxy(servers[0].url, plan, workdir=workdir)
         servers.append(proxy)
         servers.append(
-            start_stac_server(_relocate(collection, proxy.url), (_relocate(i, proxy.url) for i in items), workdir)
+            start_stac_server(relocate(collection, proxy.url), (relocate(i, proxy.url) for i in items), workdir)
         )
     except BaseException:
         for server in reversed(servers):

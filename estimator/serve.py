@@ -66,6 +66,8 @@ __all__ = [
     "ServerStartError",
     "free_port",
     "main",
+    "read_world_stac",
+    "relocate",
     "serve_world",
     "start_file_server",
     "start_stac_server",
@@ -317,17 +319,17 @@ def serve_world(world_root: Path, workdir: Path) -> ServedWorld:
     """
     world_root = Path(world_root).resolve()
     workdir = Path(workdir).resolve()
-    collection, items = _read_world_stac(world_root / "stac")
+    collection, items = read_world_stac(world_root / "stac")
     collection_id = collection["id"]
     # A dry run, so that a bad href is reported before any process is started.
     for stac_object in (collection, *items):
-        _relocate(stac_object, "http://" + LOOPBACK)
+        relocate(stac_object, "http://" + LOOPBACK)
 
     files = start_file_server(world_root, log_path=workdir / "files-server.log")
     try:
         stac = start_stac_server(
-            _relocate(collection, files.url),
-            (_relocate(item, files.url) for item in items),
+            relocate(collection, files.url),
+            (relocate(item, files.url) for item in items),
             workdir,
         )
     except BaseException:
@@ -537,7 +539,8 @@ def _find_rustac() -> Path:
     )
 
 
-def _read_world_stac(stac_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_world_stac(stac_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The collection and items of a world's ``stac/`` directory (hrefs still relative)."""
     collection_path = stac_dir / "collection.json"
     items_path = stac_dir / "items.ndjson"
     for path in (collection_path, items_path):
@@ -561,7 +564,7 @@ def _read_world_stac(stac_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any
     return collection, items
 
 
-def _relocate(stac_object: dict[str, Any], base_url: str) -> dict[str, Any]:
+def relocate(stac_object: dict[str, Any], base_url: str) -> dict[str, Any]:
     """Copy of a STAC object with relative hrefs pointing at ``base_url``."""
     name = f"{stac_object.get('type', 'object')} {stac_object.get('id')!r}"
     relocated = dict(stac_object)

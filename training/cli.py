@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimator.cli import add_common_options, guarded
+from estimator.cli import add_common_options, add_set_option, guarded
 
 __all__ = ["main"]
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, required=True, help="model directory to write")
     f.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
-    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training key")
+    add_set_option(f, "training")
     add_common_options(f)
     f.set_defaults(fn=_cmd_fit)
     return parser
