@@ -1,13 +1,20 @@
-"""The features kernel (numpy) and its dask wrapper."""
+"""The features kernel (compiled), its numpy reference, and its dask wrapper."""
 
 from __future__ import annotations
+
+import itertools
 
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from estimator.bands import REFLECTANCE_BANDS
-from estimator.features import FEATURE_NAMES, HARVEST_DROP, _quantiles, compute_features, features_dask
+from estimator.features import FEATURE_NAMES, HARVEST_DROP, compute_features, features_dask, sorting_network
+
+from .features_reference import quantiles, reference_features
 
 B = {b: i for i, b in enumerate(REFLECTANCE_BANDS)}
 
@@ -70,7 +77,7 @@ def test_quantiles_match_numpy_nanpercentile():
     x = rng.normal(size=(17, 500)).astype(np.float32)
     x[rng.random(x.shape) < 0.4] = np.nan
     x[:, 0] = np.nan
-    got = _quantiles(x, (0.1, 0.5, 0.9))
+    got = quantiles(x, (0.1, 0.5, 0.9))
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
         want = np.nanpercentile(x, [10, 50, 90], axis=0)
     for g, w in zip(got, want, strict=True):
@@ -98,3 +105,83 @@ def test_dark_targets_with_zero_or_negative_reflectance_give_finite_features():
     assert np.isfinite(f).all()
     for name in ("ndmi_median", "ndvi_median", "nbr_median"):
         assert -1.0 <= _feat(f, name)[0, 0] <= 1.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 11, 12])
+def test_sorting_network_sorts_every_zero_one_input(n):
+    """0-1 principle: a comparator network that sorts all 2**n 0/1 inputs sorts everything."""
+    net = sorting_network(n)
+    x = np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float32).T.copy()
+    for i, j in net:
+        lo, hi = np.minimum(x[i], x[j]), np.maximum(x[i], x[j])
+        x[i], x[j] = lo, hi
+    assert (np.diff(x, axis=0) >= 0).all()
+
+
+@pytest.mark.parametrize("n", [13, 18, 31, 32, 33, 70])
+def test_sorting_network_sorts_random_columns(n):
+    x = np.random.default_rng(n).integers(0, 5, size=(n, 4000)).astype(np.float32)
+    want = np.sort(x, axis=0)
+    for i, j in sorting_network(n):
+        lo, hi = np.minimum(x[i], x[j]), np.maximum(x[i], x[j])
+        x[i], x[j] = lo, hi
+    np.testing.assert_array_equal(x, want)
+
+
+def _awkward_block(seed: int, nt: int, ny: int, nx: int) -> np.ndarray:
+    """Reflectance with the cases that matter: many clouds, unobserved and single-observation
+    pixels, dark targets whose bands sum to 0 or nearly, negative reflectance, repeated values."""
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(-0.05, 0.6, size=(len(REFLECTANCE_BANDS), nt, ny, nx)).astype(np.float32)
+    r[:, rng.random((nt, ny, nx)) < 0.45] = np.nan  # cloudy dates: all bands
+    r[rng.random(r.shape) < 0.03] = np.nan  # single missing bands
+    flat = r.reshape(len(REFLECTANCE_BANDS), nt, -1)
+    npix = flat.shape[2]
+    flat[:, :, rng.random(npix) < 0.05] = np.nan  # never observed
+    single = np.flatnonzero(rng.random(npix) < 0.05)
+    keep = rng.integers(0, nt, size=single.size)
+    for p, t in zip(single, keep, strict=True):
+        flat[:, np.arange(nt) != t, p] = np.nan
+    dark = rng.random((nt, npix)) < 0.1
+    for a, b in (("nir", "red"), ("nir", "swir16"), ("green", "nir")):
+        va = flat[B[a]]
+        flat[B[b]][dark] = -va[dark]  # a + b == 0 exactly
+    flat[B["swir22"]][rng.random((nt, npix)) < 0.05] = 0.0
+    flat[B["nir08"]][rng.random((nt, npix)) < 0.05] = 4e-7  # |a + b| around the 1e-6 cut
+    flat[B["rededge1"]][rng.random((nt, npix)) < 0.05] = -4e-7
+    flat[B["red"]][rng.random((nt, npix)) < 0.1] = 0.05  # ties in the sorts
+    return r
+
+
+@pytest.mark.parametrize(
+    ("seed", "nt", "ny", "nx"),
+    [(0, 18, 40, 37), (1, 1, 9, 9), (2, 2, 30, 30), (3, 37, 25, 41), (4, 7, 1, 1), (5, 12, 3, 700)],
+)
+def test_kernel_equals_numpy_reference(seed, nt, ny, nx):
+    """The compiled kernel does the numpy kernel's float32/float64 operations in the same
+    order (sums over dates in date order, float64 interpolation and std), so the results are
+    identical bit for bit: the tolerance is 0, NaN exactly where the reference has NaN."""
+    r = _awkward_block(seed, nt, ny, nx)
+    got = compute_features(r)
+    with np.errstate(all="ignore"):
+        want = reference_features(r)
+    assert got.shape == want.shape == (len(FEATURE_NAMES), ny, nx)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
+_SPECIAL = st.sampled_from([np.nan, 0.0, -0.0, 0.05, -0.05, 0.3, 0.30000001, 4e-7, -4e-7, 1.0, -0.01])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.just(len(REFLECTANCE_BANDS)), st.integers(1, 9), st.just(2), st.integers(1, 5)),
+        elements=_SPECIAL,
+    )
+)
+def test_kernel_equals_numpy_reference_on_special_values(r):
+    with np.errstate(all="ignore"):
+        want = reference_features(r)
+    np.testing.assert_array_equal(compute_features(r), want)
