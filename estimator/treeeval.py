@@ -85,7 +85,8 @@ class PackedForest:
 
 def _float32_at_most(t: np.ndarray) -> np.ndarray:
     """The largest float32 <= each float64 ``t``: for float32 ``x``, ``x <= t`` iff ``x <= result``."""
-    t32 = t.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond the float32 range: +-inf, then corrected below
+        t32 = t.astype(np.float32)
     above = t32.astype(np.float64) > t
     t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
     return t32

@@ -115,7 +115,7 @@ def test_float32_thresholds_decide_as_float64_ones():
     rng = np.random.default_rng(7)
     t = np.concatenate([rng.normal(size=20_000), [0.0, -0.0, 1e-45, 3.5e38, 1e39, -1e39, np.inf]])
     t32 = _float32_at_most(t)
-    near = t.astype(np.float32)
-    for x in (near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf))):
-        with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):
+        near = t.astype(np.float32)
+        for x in (near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf))):
             np.testing.assert_array_equal(x <= t32, x.astype(np.float64) <= t)
