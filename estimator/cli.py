@@ -110,10 +110,11 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_job
     from .pipeline import run
+    from .store import as_output
 
     job = load_job(args.job, overrides=args.set)
     if args.out is not None:
-        job = job.model_copy(update={"output": args.out.resolve()})
+        job = job.model_copy(update={"output": as_output(args.out, Path.cwd())})
     result = run(job, scheduler=args.scheduler, progress=not args.quiet)
     print_summary(result.records, result.manifest, result.run_dir)
     return 0
@@ -141,7 +142,7 @@ def print_estimates(records, target: str, *, synthetic: bool, truth=None, all_cl
         print(line)
 
 
-def print_summary(records, manifest, run_dir: Path, truth=None) -> None:
+def print_summary(records, manifest, run_dir: Path | str, truth=None) -> None:
     """Print a finished run: the target class per region, failed tiles, where outputs are."""
     print_estimates(records, manifest["model"]["target_class"], synthetic=bool(manifest.get("synthetic")), truth=truth)
     failed = [t for t in manifest["tiles"] if t["status"] == "failed"]
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search, load, classify and aggregate; write estimates, maps, manifest and report.",
     )
     p.add_argument("job", type=Path, help="job YAML file")
-    p.add_argument("--out", type=Path, help="run directory (overrides the job's `output`)")
+    p.add_argument("--out", help="run directory or fsspec URL, e.g. s3://bucket/run (overrides the job's `output`)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(p)
     add_common_options(p)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .bands import SCL_CLEAR_DEFAULT
 from .errors import ConfigError
+from .store import as_output
 
 __all__ = [
     "ClassifyConfig",
@@ -155,9 +156,18 @@ class JobConfig(_Strict):
     classify: ClassifyConfig = ClassifyConfig()
     coverage: CoverageConfig = CoverageConfig()
     model: Path = Field(description="Model directory written by `python -m training fit`.")
-    output: Path = Field(Path("runs/latest"), description="Run directory to write.")
+    output: Path | str = Field(
+        Path("runs/latest"),
+        description="Run directory to write: a local path, or an fsspec URL (s3://bucket/prefix, memory://...); "
+        "a remote store's credentials and endpoint come from its standard environment (AWS_* for S3).",
+    )
     target_class: str = Field("coca", description="Class whose probability map is written.")
     cluster: ClusterConfig = ClusterConfig()
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, v: Any) -> Any:
+        return as_output(v) if isinstance(v, (str, Path)) else v
 
 
 class FitConfig(_Strict):
@@ -250,7 +260,7 @@ def load_job(path: Path | str, overrides: list[str] | None = None) -> JobConfig:
     return job.model_copy(
         update={
             "model": _resolve(base, job.model),
-            "output": _resolve(base, job.output),
+            "output": as_output(job.output, base),
             "regions": job.regions.model_copy(
                 update={
                     "file": None if job.regions.file is None else _resolve(base, job.regions.file),

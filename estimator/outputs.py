@@ -9,10 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.windows import Window
 
 from .estimate import RECORD_FIELDS, SCHEMA_VERSION
+from .store import atomic_path
 
 __all__ = [
     "SYNTHETIC_BANNER",
@@ -42,20 +41,6 @@ CLASS_COLOURS: dict[str, str] = {
     "coca": "#e41a1c", "forest": "#1b5e20", "regrowth": "#66bb6a", "other_crop": "#ffb300",
     "pasture": "#d4e157", "bare_soil": "#a1887f", "water": "#1e88e5", "settlement": "#9e9e9e",
 }
-
-
-@contextmanager
-def atomic_path(dst: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dst``; rename it onto ``dst`` if the block succeeds."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_text(dst: Path, text: str) -> None:

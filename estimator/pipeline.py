@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import platform
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -42,11 +42,12 @@ from .grid import pixel_area_m2
 from .load import clear_http_cache, configure_gdal, find_unreadable, load_tile
 from .mask import mask_stack
 from .model import Model, load_model
-from .outputs import MapLayer, atomic_path, write_estimates, write_json, write_map_cog, write_quicklook, write_text
+from .outputs import MapLayer, write_estimates, write_json, write_map_cog, write_quicklook, write_text
 from .plan import Plan, Tile, make_plan
 from .regions import Region, job_regions, rasterize_regions, regions_bbox, to_crs
 from .report import render_report_md
 from .search import SearchResult, search_items
+from .store import RunLocation
 
 __all__ = ["RunResult", "dask_context", "package_versions", "run", "tile_features"]
 
@@ -58,7 +59,8 @@ SYNTHETIC_PROPERTY = "demo:synthetic"
 class RunResult:
     """What a finished job produced."""
 
-    run_dir: Path
+    run_dir: Path | str
+    """The run directory (a ``Path``), or the URL of a remote one."""
     records: list[dict[str, Any]]
     manifest: dict[str, Any]
     tiles_reused: int = 0
@@ -217,36 +219,48 @@ def _tile_features_robust(
 
 
 class _TileStore:
-    """Finished tiles of one job version: ``<run>/tiles/<job key>/<tile>.json|.npz``."""
+    """Finished tiles of one job version: ``<run>/tiles/<job key>/<tile>.npz|.json``.
 
-    def __init__(self, run_dir: Path, key: str):
-        self.root = run_dir / "tiles" / key
-        self.parent = run_dir / "tiles"
+    The npz lands first and the JSON last, each written atomically (see
+    :meth:`RunLocation.write_bytes`): a tile is finished when its JSON reads back whole.
+    """
+
+    def __init__(self, location: RunLocation, key: str):
+        self.location = location
         self.key = key
 
+    def _rel(self, tile_id: str, ext: str) -> str:
+        return f"tiles/{self.key}/{tile_id}.{ext}"
+
     def done(self, tile_id: str) -> TilePartial | None:
-        j, n = self.root / f"{tile_id}.json", self.root / f"{tile_id}.npz"
-        if not (j.is_file() and n.is_file()):
+        try:
+            part = TilePartial.from_json(json.loads(self.location.read_bytes(self._rel(tile_id, "json"))))
+        except FileNotFoundError:
             return None
-        part = TilePartial.from_json(json.loads(j.read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("tile %s: unreadable checkpoint (%s); redoing the tile", tile_id, type(e).__name__)
+            return None
+        if not self.location.exists(self._rel(tile_id, "npz")):
+            return None
         # A tile with failed reads is not finished: a rerun tries it again.
         return part if part.status == "done" and not part.failed_items else None
 
     def save(self, part: TilePartial, arrays: Mapping[str, np.ndarray]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.root / f"{part.tile_id}.npz") as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
-        # The JSON lands last: its presence marks the tile finished.
-        write_json(self.root / f"{part.tile_id}.json", part.to_json())
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        self.location.write_bytes(self._rel(part.tile_id, "npz"), buf.getvalue())
+        text = json.dumps(part.to_json(), indent=2, default=str) + "\n"
+        self.location.write_bytes(self._rel(part.tile_id, "json"), text.encode())
 
     def array(self, tile_id: str, name: str) -> np.ndarray:
-        with np.load(self.root / f"{tile_id}.npz") as z:
+        with np.load(io.BytesIO(self.location.read_bytes(self._rel(tile_id, "npz")))) as z:
             return z[name]
 
     def prune_others(self) -> None:
-        for d in self.parent.iterdir():
-            if d.is_dir() and d.name != self.key:
-                shutil.rmtree(d, ignore_errors=True)
+        """Drop the checkpoints of other versions of the job (an edited config, a new model)."""
+        for d in self.location.subdirs("tiles"):
+            if d != self.key:
+                self.location.remove(f"tiles/{d}")
 
 
 @dataclass
@@ -472,6 +486,7 @@ def run(
     """
     timer = _Timer()
     with timer("prepare"):
+        location = RunLocation.open(job.output)
         regions = job_regions(job.regions)
         model = load_model(job.model)
         if job.target_class not in model.classes:
@@ -481,7 +496,7 @@ def run(
         model = replace(model, target_class=job.target_class)
     # Connect before searching: a wrong scheduler address fails fast, before any work.
     with dask_context(scheduler or job.cluster.address) as client:
-        result = _run(job, regions, model, client, timer, progress, truth)
+        result = _run(job, regions, model, location, client, timer, progress, truth)
     return result
 
 
@@ -489,6 +504,7 @@ def _run(
     job: JobConfig,
     regions: Sequence[Region],
     model: Model,
+    location: RunLocation,
     client: Any,
     timer: _Timer,
     progress: bool,
@@ -504,8 +520,7 @@ def _run(
         )
     items = {i.id: i for i in found.items}
     synthetic = any(bool(i.properties.get(SYNTHETIC_PROPERTY)) for i in found.items)
-    run_dir = job.output
-    store = _TileStore(run_dir, _job_key(job, model, plan, regions))
+    store = _TileStore(location, _job_key(job, model, plan, regions))
     configure_gdal()
     reused: set[str] = set()
     n = len(plan.tiles)
@@ -545,28 +560,31 @@ def _run(
             totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
         )
         apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
-    with timer("outputs"):
-        tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
-        maps = run_dir / "maps"
-        maps.mkdir(parents=True, exist_ok=True)
-        layers = (
-            MapLayer("class.tif", "uint8", 0, partial(store.array, name="class")),
-            MapLayer(f"{model.target_class}_probability.tif", "float32", float("nan"), partial(store.array, name="prob")),
-            MapLayer("valid_obs_count.tif", "int16", -1, partial(store.array, name="n_clear")),
-        )
-        for layer in layers:
-            tags = {"classes": json.dumps(["unobserved", *model.classes])} if layer.filename == "class.tif" else {}
-            if synthetic:
-                tags["SYNTHETIC"] = "demo world, not real imagery"
-            write_map_cog(maps / layer.filename, plan.grid, tiles_gb, layer, descriptions=tags)
-        outlines = [(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions]
-        write_quicklook(
-            run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,
-            title=f"Class map {job.period.label}", synthetic=synthetic,
-        )
-    manifest = _manifest(job, regions, model, found, plan, partials, reused, synthetic, timer)
-    write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
-    write_json(run_dir / "manifest.json", manifest)
-    write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
+    # COG writing needs local files: a remote run is staged locally and uploaded, its
+    # manifest last (its presence marks a complete run).
+    with location.staged(last="manifest.json") as run_dir:
+        with timer("outputs"):
+            tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
+            maps = run_dir / "maps"
+            maps.mkdir(parents=True, exist_ok=True)
+            layers = (
+                MapLayer("class.tif", "uint8", 0, partial(store.array, name="class")),
+                MapLayer(f"{model.target_class}_probability.tif", "float32", float("nan"), partial(store.array, name="prob")),
+                MapLayer("valid_obs_count.tif", "int16", -1, partial(store.array, name="n_clear")),
+            )
+            for layer in layers:
+                tags = {"classes": json.dumps(["unobserved", *model.classes])} if layer.filename == "class.tif" else {}
+                if synthetic:
+                    tags["SYNTHETIC"] = "demo world, not real imagery"
+                write_map_cog(maps / layer.filename, plan.grid, tiles_gb, layer, descriptions=tags)
+            outlines = [(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions]
+            write_quicklook(
+                run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,
+                title=f"Class map {job.period.label}", synthetic=synthetic,
+            )
+        manifest = _manifest(job, regions, model, found, plan, partials, reused, synthetic, timer)
+        write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
+        write_json(run_dir / "manifest.json", manifest)
+        write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
     store.prune_others()
-    return RunResult(run_dir, records, manifest, len(reused))
+    return RunResult(location.output, records, manifest, len(reused))

@@ -23,6 +23,7 @@ from .config import RegionsConfig
 from .errors import EstimatorError
 from .grid import pixel_area_m2
 from .regions import Region, job_regions, rasterize_regions
+from .store import as_output, is_url
 
 __all__ = ["Block", "RunDir", "open_run"]
 
@@ -81,8 +82,20 @@ class RunDir:
         return a.c + a.a * (cols + 0.5) + a.b * (rows + 0.5), a.f + a.d * (cols + 0.5) + a.e * (rows + 0.5)
 
 
-def open_run(path: Path) -> RunDir:
-    """Open a run directory; a clear error when it is not one."""
+def open_run(path: Path | str) -> RunDir:
+    """Open a local run directory; a clear error when it is not one.
+
+    Runs written to a remote output (``s3://...``) are read from a local copy: the class
+    map is read many times, window by window.
+    """
+    if is_url(path) and not Path(path).exists():
+        url = as_output(path)
+        if not isinstance(url, Path):
+            raise EstimatorError(
+                f"{url} is a remote run; copy it to a local directory first "
+                f"(e.g. `aws s3 cp --recursive {url} ./run --exclude 'tiles/*'`) and pass that directory"
+            )
+        path = url
     path = Path(path)
     mpath, cmap = path / "manifest.json", path / "maps" / "class.tif"
     if not mpath.is_file() or not cmap.is_file():

@@ -104,19 +104,19 @@ def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 1
             )
             f1 = model.card["metrics"]["per_class"]["coca"]["f1"]
             print(f"trained demo model {model.model_id}: cross-validated coca F1 {f1:.3f}")
-        job_path = out / "job.yaml"
+        job_path, run_dir = out / "job.yaml", out / "run"
         _write_yaml(
-            job_path, demo_job(world, served.stac_url, model_dir, out / "run"),
+            job_path, demo_job(world, served.stac_url, model_dir, run_dir),
             "SYNTHETIC demo job (written by `estimator demo`; the STAC port changes per run)",
         )
         result = run(load_job(job_path), progress=progress, truth=truth)
     print_summary(result.records, result.manifest, result.run_dir, truth=truth)
 
     # Map -> stratified sample -> labels (the truth as interpreter) -> error-adjusted areas
-    sample = draw_sample(open_run(result.run_dir), n=DEMO_SAMPLE_N, seed=seed, progress=progress)
+    sample = draw_sample(open_run(run_dir), n=DEMO_SAMPLE_N, seed=seed, progress=progress)
     write_json(out / "sample.geojson", sample)
     write_json(out / "sample-labeled.geojson", label_with_truth(sample, world, seed=seed))
-    assessed = assess_run(result.run_dir, out / "sample-labeled.geojson", truth=truth)
+    assessed = assess_run(run_dir, out / "sample-labeled.geojson", truth=truth)
     n_strata = len(sample["sampling"]["strata"])
     print(
         f"\nreference sample: {len(sample['features'])} points in {n_strata} strata, labeled by the SYNTHETIC "
