@@ -1,7 +1,16 @@
 """Classify stage: a fitted scikit-learn model applied per dask block.
 
-Only observed pixels (finite features) are passed to ``predict_proba``; it is the costly
-step (about 0.1 Mpix/s per core for a 100-tree forest), so no pixel is predicted twice.
+Only observed pixels (finite features) inside the job's regions are passed to the model;
+prediction is the costly step (scikit-learn's forest: about 0.1 Mpix/s per core for 100
+trees), so no pixel is predicted twice. A :class:`Predictor` runs, per block:
+
+1. the cascade's first stage (a small forest, when the model has one): pixels whose
+   target-class probability is below the model card's threshold are surely not the target
+   and keep the first stage's probabilities;
+2. the full model on the survivors only.
+
+Both forests are evaluated by :mod:`estimator.treeeval` (compiled, same decisions as
+scikit-learn) when they are plain tree ensembles, by their own ``predict_proba`` otherwise.
 """
 
 from __future__ import annotations
@@ -15,25 +24,28 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from rasterio.features import sieve
 
 from .features import FEATURE_NAMES
+from .model import Model
+from .treeeval import pack_forest
 
-__all__ = ["class_codes", "classify_dask", "predict_block"]
+__all__ = ["CASCADE_MIN_RECALL", "Predictor", "cascade_usable", "class_codes", "classify_dask", "make_predictor", "predict_block"]
 
 
-#: Models installed in this process by :func:`model_plugin`, by sha256.
+#: Predictors installed in this process by :func:`model_plugin`, by key.
 _MODELS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model by its sha256, resolved in the worker that runs the block."""
+    """A predictor by its key (model identity and options), resolved in the worker that runs
+    the block."""
 
-    sha256: str
+    key: str
 
     def resolve(self) -> Any:
         try:
-            return _MODELS[self.sha256]
+            return _MODELS[self.key]
         except KeyError:
-            raise RuntimeError(f"model {self.sha256[:12]} is not installed on this worker") from None
+            raise RuntimeError(f"model {self.key[:12]} is not installed on this worker") from None
 
 
 class ModelPlugin(WorkerPlugin):
@@ -45,17 +57,78 @@ class ModelPlugin(WorkerPlugin):
     module level so workers unpickle it by reference and fill this module's registry.
     """
 
-    def __init__(self, sha256: str, estimator: Any) -> None:
-        self.name = f"coca-model-{sha256[:16]}"
-        self.sha256, self.estimator = sha256, estimator
+    def __init__(self, key: str, estimator: Any) -> None:
+        self.name = f"coca-model-{key}"
+        self.key, self.estimator = key, estimator
 
     def setup(self, worker: Any) -> None:
-        _MODELS[self.sha256] = self.estimator
+        _MODELS[self.key] = self.estimator
 
 
-def model_plugin(sha256: str, estimator: Any) -> ModelPlugin:
+def model_plugin(key: str, estimator: Any) -> ModelPlugin:
     """The plugin to register with ``client.register_plugin``."""
-    return ModelPlugin(sha256, estimator)
+    return ModelPlugin(key, estimator)
+
+
+def _compiled(estimator: Any) -> Any:
+    """The compiled form of a tree ensemble, or the estimator itself for anything else."""
+    try:
+        return pack_forest(estimator)
+    except TypeError:
+        return estimator
+
+
+class Predictor:
+    """The per-block classifier: an optional first stage, then the full model on survivors.
+
+    ``predict_proba`` returns float32 probabilities in the model's class order. Pixels the
+    first stage drops (target probability below ``threshold``) keep the first stage's
+    probabilities: their target probability is low by construction, and their other classes
+    come from the smaller model (recorded in the manifest).
+    """
+
+    def __init__(self, full: Any, stage1: Any = None, threshold: float = 0.0, target: int = 0) -> None:
+        self.full = _compiled(full)
+        self.stage1 = None if stage1 is None else _compiled(stage1)
+        self.threshold, self.target = float(threshold), int(target)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if self.stage1 is None:
+            return np.asarray(self.full.predict_proba(X), dtype=np.float32)
+        out = np.asarray(self.stage1.predict_proba(X), dtype=np.float32)
+        keep = out[:, self.target] >= self.threshold
+        if keep.any():
+            out[keep] = self.full.predict_proba(X[keep])
+        return out
+
+
+#: Out-of-fold recall of the target class below which a model's first stage is not used.
+CASCADE_MIN_RECALL = 0.995
+
+
+def cascade_usable(model: Model) -> str | None:
+    """Why ``model``'s first stage cannot be used (``None`` when it can)."""
+    if model.cascade is None:
+        return "the model has no first stage"
+    recall = model.card["cascade"].get("recall_cv")
+    if recall is None or recall < CASCADE_MIN_RECALL:
+        return f"its out-of-fold {model.target_class} recall {recall} is below {CASCADE_MIN_RECALL}"
+    return None
+
+
+def make_predictor(model: Model, *, cascade: bool = True) -> Predictor:
+    """The predictor for ``model``; its first stage is used when ``cascade`` and
+    :func:`cascade_usable` finds nothing against it."""
+    target = model.classes.index(model.target_class)
+    if cascade and cascade_usable(model) is None:
+        if model.target_class != model.card.get("target_class", "coca"):
+            raise ValueError(
+                f"the model's first stage was tuned for '{model.card.get('target_class')}', not "
+                f"'{model.target_class}'; run with classify.cascade: false"
+            )
+        return Predictor(model.estimator, model.cascade, model.cascade_threshold, target)
+    return Predictor(model.estimator, target=target)
 
 
 def predict_block(features: np.ndarray, estimator: Any, n_classes: int, inside: np.ndarray | None = None) -> np.ndarray:
@@ -70,7 +143,7 @@ def predict_block(features: np.ndarray, estimator: Any, n_classes: int, inside: 
         ok &= inside.reshape(-1)
     out = np.full((ny * nx, n_classes), np.nan, dtype=np.float32)
     if ok.any():
-        out[ok] = estimator.predict_proba(flat[ok])
+        out[ok] = estimator.predict_proba(np.ascontiguousarray(flat[ok]))
     return out.T.reshape(n_classes, ny, nx)
 
 
@@ -115,7 +188,9 @@ def sieve_codes(codes: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
 
     Returns the sieved codes and the number of pixels whose class changed.
     """
-    if min_pixels <= 1:
+    if min_pixels <= 1 or codes.size <= min_pixels:
+        # A sliver tile (the grid's 1-pixel padding can leave one) smaller than the unit
+        # holds no whole patch to judge; rasterio refuses a size >= the image.
         return codes, 0
     observed = codes > 0
     out = sieve(codes, size=int(min_pixels), connectivity=4, mask=observed)

@@ -119,6 +119,11 @@ class ClassifyConfig(_Strict):
         "of their surroundings (rasterio sieve). Mixed pixels on field borders otherwise form thin "
         "false-coca slivers. 0 disables.",
     )
+    cascade: bool = Field(
+        True,
+        description="Use the model's first stage (when it has one): pixels it finds surely not the target "
+        "class skip the full model. Its target-class recall is measured at training (model card).",
+    )
 
 
 class CoverageConfig(_Strict):
@@ -137,6 +142,12 @@ class CoverageConfig(_Strict):
 
 class ClusterConfig(_Strict):
     address: str | None = Field(None, description="dask.distributed scheduler address; none = local threads.")
+    connect: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:function' returning a connected distributed.Client, for clusters whose "
+        "credentials live in Python objects (dask-gateway, Coiled); overrides address.",
+    )
     tiles_in_flight: int | None = Field(
         None,
         ge=1,
@@ -176,6 +187,30 @@ class FitConfig(_Strict):
     min_samples_leaf: int = Field(2, ge=1)
     max_pixels_per_plot: int = Field(60, ge=1, description="Cap on training pixels drawn from one labeled plot.")
     cv_folds: int = Field(5, ge=2, description="Folds of plot-grouped cross-validation.")
+    cascade_trees: int = Field(
+        16, ge=0, description="Trees of the cascade's first stage (a small forest run on every pixel); 0: no cascade."
+    )
+    cascade_depth: int = Field(8, ge=1, description="Maximum depth of the first stage's trees.")
+    cascade_margin: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="The first stage's threshold is this times the out-of-fold recall quantile: a safety "
+        "margin for target plots unlike any labeled one (measured: recall 0.9963 -> 1.0, a third more pixels pass).",
+    )
+    cascade_min_leaf: int = Field(
+        20,
+        ge=1,
+        description="Minimum pixels per leaf of the first stage: impure leaves keep a small target "
+        "probability for unusual target pixels instead of a hard 0 (measured: recall 0.95 -> 0.996 out of fold).",
+    )
+    cascade_recall: float = Field(
+        0.999,
+        gt=0.5,
+        lt=1.0,
+        description="Share of target-class pixels (out of fold) the first stage's threshold keeps; the "
+        "recall measured with cross-fitted thresholds is written to the model card.",
+    )
     seed: int = Field(0, description="Random seed for sampling and fitting.")
 
 

@@ -5,6 +5,8 @@ Directory layout (written by ``python -m training fit``)::
     MODEL_DIR/model.skops   the fitted scikit-learn estimator (never pickle)
     MODEL_DIR/card.json     features (names and order), classes, target class,
                             training-data hash, cross-validated metrics, versions
+    MODEL_DIR/cascade.skops optional first stage (a small forest) with its threshold and
+                            measured coca recall in ``card["cascade"]``
 
 Prediction refuses a model whose feature list differs from :data:`FEATURE_NAMES`.
 """
@@ -54,6 +56,35 @@ class Model:
     """First 12 hex digits of the skops file's sha256."""
     sha256: str
     path: Path
+    cascade: Any = None
+    """Fitted first-stage classifier (same classes), or None."""
+
+    @property
+    def cascade_threshold(self) -> float:
+        """Target-class probability of the first stage at or above which a pixel goes on to
+        the full model."""
+        return float(self.card["cascade"]["threshold"]) if self.cascade is not None else 0.0
+
+    @property
+    def identity(self) -> str:
+        """sha256 over the model and its first stage: what a result was computed with."""
+        if self.cascade is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}:{self.card['cascade']['sha256']}".encode()).hexdigest()
+
+
+def _load_skops(path: Path) -> Any:
+    """Load a skops file, refusing any type outside :data:`TRUSTED_TYPES`."""
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as e:  # skops raises a variety of zip/json errors on a bad file
+        raise ModelFileError(f"{path} is not a skops file ({type(e).__name__}); retrain the model") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise ModelFileError(
+            f"{path} contains types this tool does not trust ({', '.join(refused[:3])}); refusing to load it"
+        )
+    return sio.load(path, trusted=list(untrusted))
 
 
 def load_model(model_dir: Path) -> Model:
@@ -76,16 +107,7 @@ def load_model(model_dir: Path) -> Model:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError:
         raise ModelFileError(f"{card_path} is not valid JSON; retrain or restore the model card") from None
-    try:
-        untrusted = sio.get_untrusted_types(file=skops_path)
-    except Exception as e:  # skops raises a variety of zip/json errors on a bad file
-        raise ModelFileError(f"{skops_path} is not a skops file ({type(e).__name__}); retrain the model") from None
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if refused:
-        raise ModelFileError(
-            f"{skops_path} contains types this tool does not trust ({', '.join(refused[:3])}); refusing to load it"
-        )
-    estimator = sio.load(skops_path, trusted=list(untrusted))
+    estimator = _load_skops(skops_path)
 
     features = tuple(card.get("features", ()))
     if features != FEATURE_NAMES:
@@ -102,7 +124,30 @@ def load_model(model_dir: Path) -> Model:
     target = str(card.get("target_class", "coca"))
     if target not in classes:
         raise ModelSchemaError(f"target class '{target}' is not among the model classes {list(classes)}")
-    if hasattr(estimator, "n_jobs"):
-        estimator.n_jobs = 1  # dask runs blocks in parallel; nested pools oversubscribe 2 cores
+    cascade = _load_cascade(model_dir, card, fitted)
+    for est in (estimator, cascade):
+        if hasattr(est, "n_jobs"):
+            est.n_jobs = 1  # dask runs blocks in parallel; nested pools oversubscribe 2 cores
     digest = file_sha256(skops_path)
-    return Model(estimator, classes, target, card, digest[:12], digest, model_dir)
+    return Model(estimator, classes, target, card, digest[:12], digest, model_dir, cascade)
+
+
+def _load_cascade(model_dir: Path, card: dict[str, Any], classes: tuple[str, ...]) -> Any:
+    info = card.get("cascade")
+    if not info:
+        return None
+    path = model_dir / str(info.get("file", "cascade.skops"))
+    if not path.is_file():
+        raise ModelFileError(f"{model_dir}: the card names a first stage {path.name} that is missing; retrain the model")
+    if file_sha256(path) != info.get("sha256"):
+        raise ModelFileError(f"{path} does not match the sha256 in the model card; retrain or restore the model")
+    try:
+        threshold = float(info["threshold"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelSchemaError(f"{model_dir}/card.json: cascade.threshold is missing or not a number; retrain") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelSchemaError(f"{model_dir}/card.json: cascade.threshold {threshold} is not a probability; retrain")
+    cascade = _load_skops(path)
+    if tuple(str(c) for c in getattr(cascade, "classes_", ())) != classes:
+        raise ModelSchemaError(f"{path}: first-stage classes differ from the model's {list(classes)}; retrain")
+    return cascade

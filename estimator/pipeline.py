@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -33,7 +34,7 @@ from rasterio.features import rasterize
 from tqdm.auto import tqdm
 
 from .aggregate import TilePartial, aggregate_tile, failed_tile, reduce_partials
-from .classify import ModelRef, class_codes, classify_dask, model_plugin, sieve_codes
+from .classify import ModelRef, cascade_usable, class_codes, classify_dask, make_predictor, model_plugin, sieve_codes
 from .config import JobConfig, config_hash
 from .errors import ConfigError, EstimatorError
 from .estimate import apply_coverage, mapped_records
@@ -88,13 +89,39 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def connect_client(spec: str) -> Any:
+    """Call a user's ``module:function`` that returns a connected ``distributed.Client``.
+
+    dask-gateway and Coiled keep a cluster's TLS credentials in the Python object that
+    created it, so an address alone cannot reach them; a small function can, e.g.
+    ``return dask_gateway.Gateway().connect(name).get_client()``.
+    """
+    module, _, func = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cluster.connect '{spec}': cannot import it ({e}); give 'module:function' on the Python path") from None
+    try:
+        client = factory()
+    except Exception as e:
+        raise EstimatorError(f"cluster.connect '{spec}' failed: {type(e).__name__}: {str(e)[:200]}") from None
+    if not hasattr(client, "submit") or not hasattr(client, "scheduler_info"):
+        raise ConfigError(f"cluster.connect '{spec}' returned {type(client).__name__}, not a distributed.Client")
+    return client
+
+
 @contextmanager
-def dask_context(address: str | None) -> Iterator[Any]:
-    """A dask.distributed client on ``address``, or the local threaded scheduler.
+def dask_context(address: str | None, client: Any = None) -> Iterator[Any]:
+    """A dask.distributed client on ``address``, the given connected ``client`` (left open
+    for its owner), or the local threaded scheduler.
 
     On 2 cores the threaded scheduler beat a 2-process LocalCluster for this workload
     (I/O in GDAL and predict_proba both release the GIL).
     """
+    if client is not None:
+        with client.as_current():
+            yield client
+        return
     if not address:
         with dask.config.set(scheduler="threads"):
             yield None
@@ -319,8 +346,8 @@ def _process_tile(
 ) -> tuple[TilePartial, dict[str, np.ndarray]]:
     """One tile: load -> mask -> features (persisted) -> classify -> sums and map blocks.
 
-    ``estimator`` is the model itself, or a :class:`ModelRef` to the copy installed on
-    every worker.
+    ``estimator`` is the :class:`~estimator.classify.Predictor`, or a :class:`ModelRef` to
+    the copy installed on every worker.
     """
     ny, nx = tile.geobox.shape.yx
     ids = [r.id for r in regions]
@@ -383,8 +410,18 @@ def _job_key(job: JobConfig, model: Model, plan: Plan, regions: Sequence[Region]
     cfg["stac"].pop("timeout_s", None)
     grid = [str(plan.grid.crs), list(plan.grid.affine)[:6], list(plan.grid.shape.yx), plan.chunk_size]
     geoms = [(r.id, hashlib.sha256(r.geometry.wkb).hexdigest()) for r in regions]
-    blob = json.dumps([TILE_FORMAT, cfg, model.sha256, sorted(plan.items), grid, geoms], sort_keys=True).encode()
+    blob = json.dumps([TILE_FORMAT, cfg, model.identity, sorted(plan.items), grid, geoms], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _cascade_manifest(job: JobConfig, model: Model) -> dict[str, Any]:
+    why_not = "disabled by classify.cascade" if not job.classify.cascade else cascade_usable(model)
+    info = model.card.get("cascade") or {}
+    return {
+        "used": why_not is None,
+        "reason": why_not,
+        **{k: info.get(k) for k in ("sha256", "threshold", "recall_cv", "pass_fraction_other_cv")},
+    }
 
 
 def _manifest(
@@ -413,6 +450,7 @@ def _manifest(
             "target_class": model.target_class,
             "estimator": type(model.estimator).__name__,
             "training_data_sha256": model.card.get("training_data_sha256"),
+            "cascade": _cascade_manifest(job, model),
         },
         "stac": {
             "url": job.stac.url,
@@ -465,6 +503,7 @@ def run(
     job: JobConfig,
     *,
     scheduler: str | None = None,
+    client: Any = None,
     progress: bool = True,
     truth: Mapping[str, Mapping[str, float]] | None = None,
 ) -> RunResult:
@@ -479,6 +518,9 @@ def run(
         Validated job configuration.
     scheduler
         dask.distributed scheduler address; overrides ``job.cluster.address``.
+    client
+        A connected ``distributed.Client`` to run on (dask-gateway, Coiled ...); it is
+        used, not closed. Overrides ``scheduler`` and the job's cluster settings.
     progress
         Show progress bars.
     truth
@@ -495,7 +537,9 @@ def run(
             )
         model = replace(model, target_class=job.target_class)
     # Connect before searching: a wrong scheduler address fails fast, before any work.
-    with dask_context(scheduler or job.cluster.address) as client:
+    if client is None and not scheduler and job.cluster.connect:
+        client = connect_client(job.cluster.connect)
+    with dask_context(scheduler or job.cluster.address, client) as client:
         result = _run(job, regions, model, location, client, timer, progress, truth)
     return result
 
@@ -531,10 +575,11 @@ def _run(
     with timer("tiles"), bars.load, bars.classify:
         # Install the model on every worker once (and on any that restarts or joins), not
         # inside each tile's graph; tasks refer to it by its sha256.
-        estimator: Any = model.estimator
+        estimator: Any = make_predictor(model, cascade=job.classify.cascade)
         if client is not None:
-            client.register_plugin(model_plugin(model.sha256, model.estimator))
-            estimator = ModelRef(model.sha256)
+            key = f"{model.identity[:40]}-cascade{int(job.classify.cascade)}"
+            client.register_plugin(model_plugin(key, estimator))
+            estimator = ModelRef(key)
         todo = []
         done: dict[str, TilePartial] = {}
         for tile in plan.tiles:

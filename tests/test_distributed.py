@@ -7,8 +7,8 @@ import yaml
 
 from estimator.config import load_job
 from estimator.demo.runner import demo_job
-from estimator.errors import EstimatorError
-from estimator.pipeline import dask_context, run
+from estimator.errors import ConfigError, EstimatorError
+from estimator.pipeline import connect_client, dask_context, run
 from estimator.serve import free_port
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,38 @@ def test_job_on_a_distributed_cluster_matches_local_threads(small_world, served_
     local = run(job("local"), progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         remote = run(job("remote"), scheduler=cluster.scheduler_address, progress=False)
-    assert remote.records == local.records
+        assert remote.records == local.records
+        # A connected Client (how dask-gateway and Coiled hand out clusters), through the
+        # job's cluster.connect factory; the client stays open for its owner.
+        global _CLUSTER_ADDRESS
+        _CLUSTER_ADDRESS = cluster.scheduler_address
+        j = job("connect")
+        j = j.model_copy(update={"cluster": j.cluster.model_copy(update={"connect": f"{__name__}:connected_client"})})
+        via = run(j, progress=False)
+        assert via.records == local.records
+
+
+_CLUSTER_ADDRESS = ""
+
+
+def connected_client():
+    """A cluster.connect factory: what a dask-gateway user writes, with a plain address."""
+    from distributed import Client
+
+    return Client(_CLUSTER_ADDRESS, timeout="10s")
+
+
+def test_cluster_connect_errors_are_one_line():
+    with pytest.raises(ConfigError, match="cannot import"):
+        connect_client("no_such_module_xyz:make")
+    with pytest.raises(ConfigError, match=r"not a distributed\.Client"):
+        connect_client("os:getcwd")
+    with pytest.raises(EstimatorError, match="failed: ZeroDivisionError"):
+        connect_client(f"{__name__}:_broken")
+
+
+def _broken():
+    return 1 / 0
 
 
 def test_unreachable_scheduler_is_a_clear_error():

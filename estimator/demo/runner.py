@@ -36,7 +36,7 @@ __all__ = ["demo_job", "demo_train", "run_demo"]
 DEMO_SAMPLE_N = 3000
 
 #: Demo model settings: a smaller forest than a production model, enough for this world.
-DEMO_FIT = {"n_estimators": 60, "max_depth": 14, "min_samples_leaf": 2, "max_pixels_per_plot": 40, "cv_folds": 4, "seed": 0}
+DEMO_FIT = {"n_estimators": 60, "max_depth": 14, "min_samples_leaf": 2, "max_pixels_per_plot": 40, "cv_folds": 5, "seed": 0}
 
 
 def demo_train(world: World, stac_url: str, tile_size: int = 512) -> dict[str, Any]:
