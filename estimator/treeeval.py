@@ -35,9 +35,9 @@ __all__ = ["NODE", "PackedForest", "pack_forest"]
 NODE = np.dtype([("feature", np.int32), ("threshold", np.float32), ("left", np.int32), ("missing_left", np.int32)])
 
 #: Rows per chunk: each tree is walked for a chunk of rows before the next tree, so the
-#: tree's upper levels and the chunk's feature rows stay in L1 cache (32 to 512 measured
-#: within noise of each other; 64 rows x 33 features is 8 KiB).
-_CHUNK = 64
+#: chunk's feature rows (128 x 33 features, 17 KiB) stay in L1 cache. Measured 32 to 4096:
+#: small chunks suit small forests, large ones forests that do not fit in cache.
+_CHUNK = 128
 #: Exact types only: a subclass may override ``predict_proba``.
 _FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
 _TREES = (DecisionTreeClassifier, ExtraTreeClassifier)
@@ -182,30 +182,33 @@ def _predict(
     at a time without branches (leaves absorb): the walks are independent, so the CPU
     overlaps their memory loads instead of stalling on a mispredicted branch per level.
     """
-    n = X.shape[0]
+    n, n_features = X.shape
+    flat = X.ravel()
     n_classes = value.shape[1]
     acc = np.empty((_CHUNK, n_classes), dtype=np.float64)
     node = np.empty(_CHUNK, dtype=np.int32)
     for p0 in range(0, n, _CHUNK):
         m = min(_CHUNK, n - p0)
-        x = X[p0 : p0 + m]
         # NaN routing costs 40 % of a level; most chunks have no NaN.
-        has_nan = np.isnan(x).any()
+        has_nan = np.isnan(X[p0 : p0 + m]).any()
         acc[:m] = 0.0
         for k in range(roots.shape[0]):
             node[:m] = roots[k]
             for _ in range(depth[k]):
+                # Unsigned offsets into the flat rows: no negative-index fix-up per step (30 %).
+                row0 = np.uint64(p0 * n_features)
                 if has_nan:
                     for i in range(m):
                         nd = nodes[node[i]]
-                        v = x[i, nd.feature]
+                        v = flat[row0 + np.uint64(i * n_features + nd.feature)]
                         # Bitwise, not `or`/`and`: no branch to mispredict.
                         go_left = (v <= nd.threshold) | ((v != v) & (nd.missing_left != 0))
                         node[i] = nd.left + np.int32(not go_left)
                 else:
                     for i in range(m):
                         nd = nodes[node[i]]
-                        node[i] = nd.left + np.int32(not (x[i, nd.feature] <= nd.threshold))
+                        v = flat[row0 + np.uint64(i * n_features + nd.feature)]
+                        node[i] = nd.left + np.int32(not (v <= nd.threshold))
             for i in range(m):
                 row = leaf[node[i]]
                 for c in range(n_classes):
