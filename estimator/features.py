@@ -2,11 +2,12 @@
 
 The kernel :func:`compute_features` works on one block ``(band, time, y, x)`` with NaN for
 non-clear observations; :func:`features_dask` wraps it once for dask. It is compiled with
-numba and computes all features of a pixel in one pass over its time series, without
-temporaries over the block (see BENCHMARKS.md against the vectorised numpy version it replaced, which
-``tests/test_features.py`` keeps as the reference it must match). Training and
-prediction both call this module, so a model always sees the features it was fitted on;
-:data:`FEATURE_NAMES` (names and order) is the contract recorded in every model card.
+numba, releases the GIL, and computes all features of a chunk of pixels in one pass over
+their time series, with buffers of one chunk rather than temporaries over the block; its
+results are bit for bit those of the vectorised numpy version it replaced (kept in
+``tests/features_reference.py``; speeds in BENCHMARKS.md). Training and prediction both call
+this module, so a model always sees the features it was fitted on; :data:`FEATURE_NAMES`
+(names and order) is the contract recorded in every model card.
 
 Harvest cycles: coca leaves are stripped 3-4 times a year, each harvest a sharp NDVI drop
 followed by regrowth. ``ndvi_drop_rate`` (share of consecutive clear observations with an
