@@ -124,36 +124,25 @@ def write_quicklook(
     max_px: int = 1200,
 ) -> None:
     """PNG of the class map (decimated) with region outlines (geometries in the map CRS)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    with rasterio.open(class_cog) as src:
-        f = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
-        arr = src.read(1, out_shape=(max(1, src.height // f), max(1, src.width // f)), resampling=rasterio.enums.Resampling.nearest)
-        b = src.bounds
+    from .figures import draw_outlines, pyplot, read_decimated, stamp_synthetic, to_png
+
+    plt = pyplot()
+    arr, b = read_decimated(class_cog, max_px, rasterio.enums.Resampling.nearest)
     fallback = iter(["#8e24aa", "#00acc1", "#f06292", "#5d4037", "#cddc39", "#455a64"])
     palette = ["#000000"] + [CLASS_COLOURS.get(c) or next(fallback, "#bdbdbd") for c in classes]
     cmap = ListedColormap(palette)
-    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110, layout="constrained")
     ax.imshow(arr, cmap=cmap, vmin=0, vmax=len(classes), extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
-    for rid, geom in outlines:
-        polys = getattr(geom, "geoms", [geom])
-        for p in polys:
-            x, y = p.exterior.xy
-            ax.plot(x, y, color="white", lw=1.2)
-            ax.plot(x, y, color="black", lw=0.6, ls="--")
-        c = geom.representative_point()
-        ax.annotate(rid, (c.x, c.y), color="white", fontsize=9, ha="center", weight="bold")
+    draw_outlines(ax, outlines)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i + 1]) for i in range(len(classes))]
     ax.legend(handles, classes, loc="lower left", fontsize=7, framealpha=0.8)
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     if synthetic:
-        fig.text(0.5, 0.965, SYNTHETIC_BANNER, ha="center", color="#b71c1c", fontsize=12, weight="bold")
+        stamp_synthetic(fig)
+    png = to_png(fig)
     with atomic_path(dst) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
+        tmp.write_bytes(png)
