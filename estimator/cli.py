@@ -1,4 +1,4 @@
-"""Command line: ``python -m estimator {run,demo}`` (also the ``estimator`` console script).
+"""Command line: ``python -m estimator {run,plan,sample,assess,compare,regions,demo}`` (also the ``estimator`` console script).
 
 Only this module configures logging. Errors raised on purpose (:class:`EstimatorError`)
 and invalid input print one actionable line and exit with status 2; ``--debug`` shows the
@@ -38,6 +38,17 @@ EPILOG_ASSESS = """examples:
 
 Replaces area_ha in estimates.json/.csv by the error-adjusted estimate with ci95_low_ha /
 ci95_high_ha, writes assessment.json (accuracies, interpreter agreement) and updates report.md.
+"""
+EPILOG_COMPARE = """examples:
+  python -m estimator compare runs/loreto-2023
+  python -m estimator compare runs/loreto-2021 runs/loreto-2023     # growth claims need two periods
+  python -m estimator compare demo/run --claims demo/claims.yaml --out /tmp/cmp
+
+Sets each claim of the registry (default configs/claims.yaml; format in docs/claims.md)
+beside the estimate of its region and period: consistent, contradicted or inconclusive
+(period mismatch, region only partly observed, no or too wide a CI), the ratio claim /
+estimate, and for growth claims the growth implied by runs of two periods. Writes
+comparison.json (and report files when available) into the first run directory or --out.
 """
 EPILOG_PLAN = """examples:
   python -m estimator plan configs/jobs/vraem-2023.yaml
@@ -216,6 +227,18 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, format_table
+
+    comparison, written = compare(
+        args.run_dirs, claims_path=args.claims, out_dir=args.out,
+        min_observed=args.min_observed, max_rel_half_width=args.max_relative_half_width,
+    )
+    print(format_table(comparison))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo.runner import run_demo
 
@@ -289,6 +312,26 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--all-classes", action="store_true", help="print every class")
     add_common_options(a)
     a.set_defaults(fn=_cmd_assess)
+
+    c = sub.add_parser(
+        "compare", help="set reported claims beside a run's estimates", epilog=EPILOG_COMPARE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Verdict per claim (consistent / contradicted / inconclusive with the reason) from the "
+        "estimates' 95 %% confidence intervals.",
+    )
+    c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (several: several periods)")
+    c.add_argument("--claims", type=Path, help="claims registry (default configs/claims.yaml)")
+    c.add_argument("--out", type=Path, help="directory for comparison.json (default: the first RUN_DIR)")
+    c.add_argument(
+        "--min-observed", type=float, default=0.9,
+        help="observed fraction below which a whole-region claim is inconclusive (default 0.9)",
+    )
+    c.add_argument(
+        "--max-relative-half-width", type=float, default=1.0,
+        help="CI half-width / estimate above which agreement is inconclusive (default 1.0)",
+    )
+    add_common_options(c)
+    c.set_defaults(fn=_cmd_compare)
 
     add_regions_parser(sub)
 

@@ -7,6 +7,7 @@ self-contained and actionable.
 from __future__ import annotations
 
 __all__ = [
+    "ClaimsError",
     "ConfigError",
     "EstimatorError",
     "LabelFileError",
@@ -25,6 +26,10 @@ class EstimatorError(Exception):
 
 class ConfigError(EstimatorError, ValueError):
     """A job or training file is missing, malformed, or holds an invalid value."""
+
+
+class ClaimsError(EstimatorError, ValueError):
+    """The claims registry is missing or a claim in it is malformed (the message names it)."""
 
 
 class StacConnectionError(EstimatorError, ConnectionError):

@@ -2,7 +2,7 @@
 
 A region can be asked for by
 
-- a named key from ``configs/regions.yaml`` (``loreto``, ``mariscal-ramon-castilla``,
+- a named key from ``configs/regions.yaml`` (``peru``, ``loreto``, ``mariscal-ramon-castilla``,
   ``vrae``, ``vraem``, ``alto-huallaga``): a union of administrative units;
 - any department, province or district by name, case- and accent-insensitive
   (``"Ucayali"``, ``"La Convención"``), optionally qualified by level when a name is shared
@@ -62,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 APPROXIMATION_NOTE = "zones are approximations of UNODC/DEVIDA limits built from 2007 districts"
-KINDS = (*LEVELS, "zone")
+KINDS = ("country", *LEVELS, "zone")
 _UNIT_NOTE = "INEI 2007 administrative unit (generalized boundaries)"
 _LEVEL_OF_LENGTH = {2: "department", 4: "province", 6: "district"}
 _REGION_KEYS = {"name", "kind", "units", "includes", "note"}

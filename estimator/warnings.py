@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "ClaimPeriodMismatchWarning",
     "ClientSideFilterWarning",
     "EstimatorWarning",
     "FailedReadWarning",
     "HighCloudFractionWarning",
     "PartialCoverageWarning",
+    "RegionDefinitionWarning",
 ]
 
 
@@ -29,3 +31,11 @@ class FailedReadWarning(EstimatorWarning):
 
 class ClientSideFilterWarning(EstimatorWarning):
     """The STAC API does not support server-side filters; filtering on the client."""
+
+
+class ClaimPeriodMismatchWarning(EstimatorWarning):
+    """A claim refers to another period than the run(s) it is set beside."""
+
+
+class RegionDefinitionWarning(EstimatorWarning):
+    """A claim's region is defined differently from the run's region of the same id."""

@@ -16,7 +16,9 @@ def _cli(*args, module="estimator", cwd=None):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize(("module", "cmd"), [("estimator", "run"), ("estimator", "demo"), ("training", "fit")])
+@pytest.mark.parametrize(
+    ("module", "cmd"), [("estimator", "run"), ("estimator", "demo"), ("estimator", "compare"), ("training", "fit")]
+)
 def test_help_has_examples(module, cmd):
     r = _cli(cmd, "--help", module=module)
     assert r.returncode == 0

@@ -32,7 +32,7 @@ from estimator.regions import Region, rasterize_regions, to_crs
 #: HECTARES field of Loreto in peru_departamental_simple.geojson.
 LORETO_FILE_HA = 37_511_599
 #: Grid resolution (m) per kind for the area test: coarse enough to stay small in memory.
-RESOLUTION = {"department": 250.0, "province": 100.0, "zone": 100.0}
+RESOLUTION = {"country": 2000.0, "department": 250.0, "province": 100.0, "zone": 100.0}
 S2_TILE = re.compile(r"^\d{2}[C-X][A-Z]{2}$")
 
 
@@ -73,7 +73,8 @@ def _grid_area_ha(region: Region, crs: str, resolution: float) -> tuple[float, f
 
 def test_list_regions_expands_includes():
     regions = {r.key: r for r in list_regions()}
-    assert set(regions) == {"loreto", "mariscal-ramon-castilla", "vrae", "vraem", "alto-huallaga"}
+    assert set(regions) == {"peru", "loreto", "mariscal-ramon-castilla", "vrae", "vraem", "alto-huallaga"}
+    assert len(regions["peru"].units) == 25 and not regions["peru"].approximate
     assert set(regions["vrae"].units) < set(regions["vraem"].units)
     assert regions["loreto"].units == ("16",) and not regions["loreto"].approximate
     assert all(regions[k].approximate and regions[k].kind == "zone" for k in ("vrae", "vraem", "alto-huallaga"))

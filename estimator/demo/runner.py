@@ -3,8 +3,9 @@
 Generates (once, cached) the synthetic world, serves it on loopback exactly as a real
 Earth Search v1 catalog is served (STAC API + Range-capable COG server), trains the demo
 model with ``training`` over that API, writes the job file, runs it through the same
-``pipeline.run`` a real job uses, and prints estimates beside the truth. Everything it
-prints is labeled SYNTHETIC.
+``pipeline.run`` a real job uses, prints estimates beside the truth, and compares them with
+SYNTHETIC claims built from the truth (``claims.yaml``). Everything it prints is labeled
+SYNTHETIC.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 from ..assess import assess_run
 from ..cli import print_estimates, print_summary
+from ..compare import compare, format_table
 from ..config import load_job, load_train
 from ..errors import EstimatorError
 from ..model import load_model
@@ -26,6 +28,7 @@ from ..pipeline import run
 from ..rundir import open_run
 from ..sample import draw_sample
 from ..serve import serve_world
+from .claims import write_demo_claims
 from .oracle import label_with_truth
 from .world import GENERATOR_VERSION, World, WorldSpec, generate_world
 
@@ -123,4 +126,12 @@ def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 1
         "oracle (the world's truth); error-adjusted estimates:"
     )
     print_estimates(assessed["records"], "coca", synthetic=True, truth=truth)
-    return {"records": assessed["records"], "mapped_records": result.records, "truth": truth, "run_dir": result.run_dir}
+
+    claims = write_demo_claims(out / "claims.yaml", {rid: a["coca"] for rid, a in truth.items()}, spec)
+    comparison, _ = compare([run_dir], claims_path=claims)
+    print(f"\nSYNTHETIC claims ({claims}) beside the estimates (`estimator compare {run_dir} --claims {claims}`):")
+    print(format_table(comparison))
+    return {
+        "records": assessed["records"], "mapped_records": result.records, "truth": truth, "run_dir": result.run_dir,
+        "comparison": comparison,
+    }
