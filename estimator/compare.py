@@ -512,9 +512,8 @@ def compare(
     -------
     (comparison, written files)
     """
-    import sys
-
     from .claims import load_claims
+    from .comparison_report import write_comparison_reports
     from .named_regions import list_regions
     from .outputs import write_json
 
@@ -525,10 +524,5 @@ def compare(
     out = Path(out_dir) if out_dir is not None else runs[0].run_dir
     write_json(out / "comparison.json", comparison)
     written = [out / "comparison.json"]
-    try:
-        from .comparison_report import write_comparison_reports  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        print("note: estimator.comparison_report is not available yet; wrote comparison.json only", file=sys.stderr)
-    else:
-        written += list(write_comparison_reports(comparison, out))
+    written += list(write_comparison_reports(comparison, out))
     return comparison, written
