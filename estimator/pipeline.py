@@ -41,10 +41,11 @@ from .estimate import apply_coverage, mapped_records
 from .features import features_dask
 from .grid import pixel_area_m2
 from .load import clear_http_cache, configure_gdal, find_unreadable, load_tile
-from .mask import mask_stack
+from .mask import mask_observations
 from .model import Model, load_model
 from .outputs import MapLayer, write_estimates, write_json, write_map_cog, write_quicklook, write_text
 from .plan import Plan, Tile, make_plan
+from .plots import Plots, TileLayers, make_plots, plots_summary, slice_days, write_plots
 from .regions import Region, job_regions, rasterize_regions, regions_bbox, to_crs
 from .report import render_report_md
 from .search import SearchResult, search_items
@@ -190,6 +191,31 @@ def _persist(*arrays: da.Array) -> tuple[da.Array, ...]:
     return out
 
 
+@dataclass(frozen=True)
+class _TileObs:
+    """A tile's persisted features and observation counts, with the dates of its slices."""
+
+    features: da.Array
+    """``(F, y, x)`` features."""
+    n_clear: da.Array
+    """``(y, x)`` clear observations."""
+    span: da.Array
+    """``(2, y, x)`` time index of the first and last clear observation, -1 where none."""
+    groups: tuple[tuple[str, ...], ...]
+    """Item ids per time slice as loaded (the indices of ``span`` count these)."""
+
+
+def _tile_observations(
+    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int], exclude: Sequence[str] = ()
+) -> _TileObs | None:
+    stack = load_tile(tile, plan, items, exclude=exclude)
+    if stack is None:
+        return None
+    m = mask_observations(stack.reflectance, stack.scl, clear_scl)
+    feats, counts, span = _persist(features_dask(m.masked.data), m.n_clear.data, m.span.data)
+    return _TileObs(feats, counts, span, stack.groups)
+
+
 def tile_features(
     tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int], exclude: Sequence[str] = ()
 ) -> tuple[da.Array, da.Array] | None:
@@ -198,12 +224,8 @@ def tile_features(
 
     Shared by estimation and training, so both see exactly the same features.
     """
-    stack = load_tile(tile, plan, items, exclude=exclude)
-    if stack is None:
-        return None
-    masked, n_clear = mask_stack(stack.reflectance, stack.scl, clear_scl)
-    feats, counts = _persist(features_dask(masked.data), n_clear.data)
-    return feats, counts
+    obs = _tile_observations(tile, plan, items, clear_scl, exclude)
+    return None if obs is None else (obs.features, obs.n_clear)
 
 
 def _clear_http_caches() -> None:
@@ -216,14 +238,14 @@ def _clear_http_caches() -> None:
         pass
 
 
-def _tile_features_robust(
+def _tile_observations_robust(
     tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int]
-) -> tuple[tuple[da.Array, da.Array] | None, list[str], str]:
-    """:func:`tile_features`, dropping unreadable items. Returns (result, failed items, error)."""
+) -> tuple[_TileObs | None, list[str], str]:
+    """:func:`_tile_observations`, dropping unreadable items. Returns (result, failed items, error)."""
     first = ""
     for attempt in range(2):
         try:
-            return tile_features(tile, plan, items, clear_scl), [], ""
+            return _tile_observations(tile, plan, items, clear_scl), [], ""
         except Exception as e:
             if not _is_read_error(e):
                 raise
@@ -238,7 +260,7 @@ def _tile_features_robust(
     if not bad:
         return None, tile_items, f"read failed and could not be isolated to an item: {first}"
     try:
-        return tile_features(tile, plan, items, clear_scl, exclude=bad), bad, ""
+        return _tile_observations(tile, plan, items, clear_scl, exclude=bad), bad, ""
     except Exception as e:
         if not _is_read_error(e):
             raise
@@ -280,8 +302,12 @@ class _TileStore:
         self.location.write_bytes(self._rel(part.tile_id, "json"), text.encode())
 
     def array(self, tile_id: str, name: str) -> np.ndarray:
+        return self.arrays(tile_id, name)[name]
+
+    def arrays(self, tile_id: str, *names: str) -> dict[str, np.ndarray]:
+        """Several arrays of a tile from one read of its checkpoint."""
         with np.load(io.BytesIO(self.location.read_bytes(self._rel(tile_id, "npz")))) as z:
-            return z[name]
+            return {n: z[n] for n in names}
 
     def prune_others(self) -> None:
         """Drop the checkpoints of other versions of the job (an edited config, a new model)."""
@@ -358,44 +384,81 @@ def _process_tile(
         "class": np.zeros((ny, nx), np.uint8),
         "prob": np.full((ny, nx), np.nan, np.float32),
         "n_clear": np.full((ny, nx), -1, np.int16),
+        "target_raw": np.zeros((ny, nx), np.uint8),
+        "first_day": np.zeros((ny, nx), np.uint16),
+        "last_day": np.zeros((ny, nx), np.uint16),
     }
     if not masks.any():
         bars.skip()
         return TilePartial(tile.id, "done", {}), empty
-    result, failed_items, error = _tile_features_robust(tile, plan, items, job.mask.clear_scl)
+    obs, failed_items, error = _tile_observations_robust(tile, plan, items, job.mask.clear_scl)
     bars.load.update(1)
     if error:
         bars.classify.update(1)
         log.warning("tile %s failed: %s", tile.id, error)
         return failed_tile(tile.id, ids, masks, area, expected, error), empty
     failed_obs = _coverage(tile, plan, failed_items) if failed_items else np.zeros_like(expected)
-    if result is None:  # no scene touches this tile: nothing observed
+    if obs is None:  # no scene touches this tile: nothing observed
         bars.classify.update(1)
         codes = np.zeros((ny, nx), np.uint8)
         return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
-    feats, n_clear_d = result
     # Only pixels inside a region are classified (predict_proba is the costly step). The
     # mask is rasterized where the block runs, so no pixel array travels in the graph.
     c = plan.chunk_size
     inside = da.from_delayed(
         dask.delayed(_inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool
     ).rechunk((c, c))
-    probs_d = classify_dask(feats, estimator, len(model.classes), model.model_id, inside=inside)
-    # Reduce to what the outputs need where the blocks live: 1 byte of class and 4 of
-    # target probability per pixel travel back, not every class's probability.
+    probs_d = classify_dask(obs.features, estimator, len(model.classes), model.model_id, inside=inside)
+    # Reduce to what the outputs need where the blocks live: 1 byte of class, 4 of target
+    # probability and 4 of first/last clear slice per pixel travel back, not every class's
+    # probability.
     codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
     target_d = probs_d[model.classes.index(model.target_class)]
-    raw_codes, target, n_clear = dask.compute(codes_d, target_d, n_clear_d)
+    raw_codes, target, n_clear, span = dask.compute(codes_d, target_d, obs.n_clear, obs.span)
     bars.classify.update(1)
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
     codes, n_sieved = sieve_codes(raw_codes, min_px)
     partial = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
     partial.sieved_pixels = n_sieved
-    return partial, {"class": codes, "prob": target.astype(np.float32), "n_clear": n_clear.astype(np.int16)}
+    # Where the classifier said the target before the minimum mapping unit, and when each
+    # pixel was seen: the plots stage flags what the unit removed and dates every plot.
+    first_day, last_day = slice_days(span, [plan.items[g[0]].solar_day for g in obs.groups])
+    return partial, {
+        "class": codes,
+        "prob": target.astype(np.float32),
+        "n_clear": n_clear.astype(np.int16),
+        "target_raw": (raw_codes == model.classes.index(model.target_class) + 1).astype(np.uint8),
+        "first_day": first_day,
+        "last_day": last_day,
+    }
 
 
 #: Version of the tile partial format and of what it means; bump when either changes.
-TILE_FORMAT = 2
+TILE_FORMAT = 3
+
+
+def _plot_layers(store: _TileStore, plan: Plan, regions: Sequence[Region], target_code: int) -> Iterator[TileLayers]:
+    """The plots stage's inputs, one tile at a time from the checkpoints (tiles without a
+    target pixel, before or after the minimum mapping unit, are skipped)."""
+    g = plan.grid.affine
+    for tile in plan.tiles:
+        z = store.arrays(tile.id, "class", "target_raw", "prob", "first_day", "last_day")
+        target = z["class"] == target_code
+        raw = z["target_raw"].astype(bool)
+        if not (target.any() or raw.any()):
+            continue
+        a = tile.geobox.affine
+        yield TileLayers(
+            row_off=int(round((a.f - g.f) / g.e)),
+            col_off=int(round((a.c - g.c) / g.a)),
+            target=target,
+            target_raw=raw,
+            prob=z["prob"],
+            first_day=z["first_day"],
+            last_day=z["last_day"],
+            pixel_area=pixel_area_m2(tile.geobox),
+            region_masks=rasterize_regions(regions, tile.geobox),
+        )
 
 
 def _job_key(job: JobConfig, model: Model, plan: Plan, regions: Sequence[Region]) -> str:
@@ -434,6 +497,7 @@ def _manifest(
     reused: set[str],
     synthetic: bool,
     timer: _Timer,
+    plots: Plots,
 ) -> dict[str, Any]:
     return {
         "schema_version": 1,
@@ -494,6 +558,7 @@ def _manifest(
             for p in partials
         ],
         "min_patch_ha": job.classify.min_patch_ha,
+        "plots": plots_summary(plots, job.classify.min_patch_ha),
         "timings_s": timer.spans,
         "versions": package_versions(),
     }
@@ -627,7 +692,14 @@ def _run(
                 run_dir / "quicklook.png", maps / "class.tif", model.classes, outlines,
                 title=f"Class map {job.period.label}", synthetic=synthetic,
             )
-        manifest = _manifest(job, regions, model, found, plan, partials, reused, synthetic, timer)
+        with timer("plots"):
+            target_code = model.classes.index(model.target_class) + 1
+            plots = make_plots(
+                _plot_layers(store, plan, regions, target_code), grid_affine=plan.grid.affine, crs=str(plan.grid.crs),
+                region_ids=[r.id for r in regions], synthetic=synthetic,
+            )
+            write_plots(run_dir, plots.frame)
+        manifest = _manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)
         write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
         write_json(run_dir / "manifest.json", manifest)
         write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))

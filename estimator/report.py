@@ -75,6 +75,7 @@ def render_report_md(
         "carries its errors; a design-based estimate with a confidence interval needs a labeled",
         "reference sample (`estimator sample`, then `estimator assess`).",
         "",
+        *_plots_lines(manifest.get("plots"), target_class),
         *_coverage_lines(records, target_class),
         *_assessment_lines(assessment, target_class),
         "## All classes (estimated ha)",
@@ -98,6 +99,18 @@ def render_report_md(
     if synthetic:
         lines += [f"> **{SYNTHETIC_BANNER}.**", ""]
     return "\n".join(lines)
+
+
+def _plots_lines(plots: Mapping[str, Any] | None, target_class: str) -> list[str]:
+    if not plots:
+        return []
+    return [
+        f"Plots (`plots.geoparquet`, `plots.geojson`): {plots['n_plots']:,} connected {target_class} patches, "
+        f"{plots['area_ha']:,.2f} ha. {plots['n_below_mmu']:,} patches under the minimum mapping unit of "
+        f"{plots['min_patch_ha']:g} ha, {plots['below_mmu_area_ha']:,.2f} ha, are flagged (`below_mmu`) and not "
+        f"counted in the map's {target_class} area.",
+        "",
+    ]
 
 
 def _coverage_lines(records: Sequence[Mapping[str, Any]], target_class: str) -> list[str]:

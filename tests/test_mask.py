@@ -8,7 +8,7 @@ import rasterio
 import xarray as xr
 
 from estimator.bands import SCL, SCL_CLEAR_DEFAULT
-from estimator.mask import clear_mask, mask_stack
+from estimator.mask import clear_mask, clear_span, mask_observations, mask_stack
 
 
 def test_clear_mask_by_scl_code():
@@ -33,6 +33,20 @@ def test_mask_stack_sets_nan_and_counts_clear():
     masked, n_clear = mask_stack(refl, scl, SCL_CLEAR_DEFAULT)
     assert n_clear.values.tolist() == [[1, 2]]
     assert np.isnan(masked.values[:, 1, 0, 0]).all() and np.isfinite(masked.values[:, 0, 0, 0]).all()
+
+
+def test_clear_span_finds_first_and_last_clear_slice():
+    clear = np.array([[0, 1, 0, 1, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], bool)  # (pixel, time)
+    assert clear_span(clear, axis=-1).tolist() == [[1, 3], [0, 0], [-1, -1]]
+
+
+def test_mask_observations_span_on_dask_blocks():
+    scl = xr.DataArray(np.array([[[4, 9]], [[8, 5]], [[3, 4]]], dtype=np.uint8), dims=("time", "y", "x")).chunk({"x": 1})
+    refl = xr.DataArray(np.full((10, 3, 1, 2), 0.2, dtype=np.float32), dims=("band", "time", "y", "x")).chunk({"x": 1})
+    m = mask_observations(refl, scl, SCL_CLEAR_DEFAULT)
+    assert m.span.dims == ("bound", "y", "x") and m.span.dtype == np.int16
+    assert m.span.values[:, 0].tolist() == [[0, 1], [0, 2]]  # first / last per pixel
+    assert m.n_clear.values.tolist() == [[1, 2]]
 
 
 def test_real_scl_clear_share_matches_the_items_own_percentages(shared):

@@ -22,7 +22,7 @@ from estimator.rundir import open_run
 from estimator.store import RunLocation, as_output
 
 OUTPUTS = ("estimates.json", "estimates.csv", "manifest.json", "report.md", "quicklook.png",
-           "maps/class.tif", "maps/coca_probability.tif", "maps/valid_obs_count.tif")
+           "maps/class.tif", "maps/coca_probability.tif", "maps/valid_obs_count.tif", "plots.geoparquet", "plots.geojson")
 
 
 def _job_file(tmp_path: Path, world, stac_url: str, model, output: str) -> Path:
