@@ -112,7 +112,7 @@ def _pct(v: float | None) -> str:
 
 
 def _times(r: float) -> str:
-    return f"{r:,.0f}" if r >= 10 else f"{r:.2g}"
+    return f"{r:,.0f}" if r >= 10 else f"{r:.2f}"
 
 
 def _interval(a: float | None, lo: float | None, hi: float | None, unit: str = "ha") -> str:

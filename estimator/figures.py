@@ -142,6 +142,8 @@ def claims_chart(claims: Sequence[Mapping[str, Any]], *, synthetic: bool) -> byt
             lo_v, hi_v = min([*values, *([floor] if floor else [])]), max(values)
             pad = (hi_v / lo_v) ** 0.04 if log else 0.05 * (hi_v - lo_v or 1.0)
             ax.set_xlim(lo_v / pad, hi_v * pad) if log else ax.set_xlim(lo_v - pad, hi_v + pad)
+        if not log:
+            ax.ticklabel_format(axis="x", useOffset=False, style="plain")  # no "+3e2" offset labels
         ax.set_xlabel(f"coca, {unit}" + (" (log scale)" if log else ""), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     handles = [
