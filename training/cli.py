@@ -8,11 +8,14 @@ from pathlib import Path
 
 from estimator.cli import add_common_options, add_set_option, guarded
 
+from .labels_cli import add_labels_parser
+
 __all__ = ["main"]
 
 EPILOG_FIT = """examples:
   python -m training fit configs/training/demo.yaml --labels plots.geojson --out models/demo
   python -m training fit train.yaml --labels plots.geojson --class-field clase --out models/v2
+  python -m training fit train.yaml --store labels/ --batches 1,2 --out models/v3
 
 The labels file is a GeoJSON FeatureCollection (lon/lat) of polygons or points; the class
 field holds class names as strings and the target class is `coca` unless the training
@@ -25,9 +28,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from .extract import read_labels
     from .fit import train
+    from .store import LabelStore
 
     cfg = load_train(args.train, overrides=args.set)
-    labels = read_labels(args.labels, args.class_field)
+    if args.store is not None:
+        labels = LabelStore(args.store).load(args.batches.split(",") if args.batches else None)
+    else:
+        labels = read_labels(args.labels, args.class_field)
     model = train(cfg, labels, args.out.resolve(), progress=not args.quiet, scheduler=args.scheduler)
     m = model.card["metrics"]
     t = model.card["target_class"]
@@ -47,13 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         "cross-validate grouped by plot, fit, and save model.skops + card.json.",
     )
     f.add_argument("train", type=Path, help="training YAML (stac, period, grid, fit)")
-    f.add_argument("--labels", type=Path, required=True, help="GeoJSON of labeled plots")
+    src = f.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", type=Path, help="GeoJSON of labeled plots")
+    src.add_argument("--store", type=Path, help="label store directory (see `training labels add`)")
+    f.add_argument("--batches", help="with --store: comma-separated batch ids (default: all)")
     f.add_argument("--out", type=Path, required=True, help="model directory to write")
     f.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(f, "training")
     add_common_options(f)
     f.set_defaults(fn=_cmd_fit)
+    add_labels_parser(sub)
     return parser
 
 

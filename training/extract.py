@@ -5,14 +5,25 @@ points take the pixel they fall in) inside the job grid gets the very features
 ``estimator.pipeline.tile_features`` computes for prediction, so training and prediction
 cannot drift apart. Labeled pixels never observed clear in the period are counted and
 reported, not silently dropped.
+
+Labels from a store (``training.store``) are extracted batch by batch and cached in
+``store/cache/<key>.npz``; the key (``cache_key``) covers everything that changes a batch's
+pixels: the batch content, the collection and provider, the scenes the search found (ids
+and processing baselines, so a new or reprocessed scene invalidates), period, grid
+resolution and CRS, mask, per-plot sampling (seed, cap), ``FEATURE_NAMES`` and
+``EXTRACT_VERSION``. Tile and chunk sizes do not change a pixel's features and are left
+out, nor is the STAC URL (a mirror of the same items gives the same pixels). Adding a
+batch therefore extracts only that batch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +37,35 @@ from estimator.config import TrainConfig
 from estimator.errors import LabelFileError
 from estimator.features import FEATURE_NAMES
 from estimator.load import configure_gdal
+from estimator.outputs import atomic_path
 from estimator.pipeline import dask_context, tile_features
 from estimator.plan import make_plan
 from estimator.regions import read_features, to_crs
-from estimator.search import search_items
+from estimator.search import SearchResult, search_items
 
-__all__ = ["LabelSet", "Samples", "extract_samples", "read_labels"]
+__all__ = [
+    "EXTRACT_VERSION", "BatchRef", "Extraction", "LabelSet", "Samples", "cache_key", "extract_cached",
+    "extract_samples", "labels_card", "read_labels",
+]
 
 log = logging.getLogger(__name__)
+
+#: Bump when the sampling of labeled pixels changes; it invalidates every extraction cache.
+EXTRACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """A store batch as a training run sees it (what the model card records)."""
+
+    id: str
+    sha256: str
+    """sha256 of the batch's normalised plots."""
+    n_plots: int
+    classes: dict[str, int] = field(default_factory=dict)
+
+    def card(self) -> dict[str, object]:
+        return {"id": self.id, "sha256": self.sha256, "n_plots": self.n_plots, "classes": dict(self.classes)}
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,24 @@ class LabelSet:
     geometries: tuple[BaseGeometry, ...]
     """Lon/lat geometries."""
     path: Path
+    """The labels file, or the store directory."""
     sha256: str
+    batches: tuple[BatchRef, ...] = ()
+    """Store batches the plots come from (empty for a single file)."""
+    batch_ids: tuple[str, ...] = ()
+    """Batch of each plot (empty for a single file)."""
+    cache_dir: Path | None = None
+    """Where per-batch extractions are cached (a store's ``cache/``)."""
+
+    def batch(self, batch_id: str) -> LabelSet:
+        """The plots of one batch."""
+        ref = next(b for b in self.batches if b.id == batch_id)
+        keep = [i for i, b in enumerate(self.batch_ids) if b == batch_id]
+        return LabelSet(
+            tuple(self.plot_ids[i] for i in keep), tuple(self.classes[i] for i in keep),
+            tuple(self.geometries[i] for i in keep), self.path, ref.sha256, (ref,), (batch_id,) * len(keep),
+            self.cache_dir,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +108,14 @@ class Samples:
     """Labeled pixels without a clear observation (not usable, reported)."""
     n_plots_without_pixels: int
     """Plots that yielded no usable pixel (too small for the grid, or never observed)."""
+
+    @classmethod
+    def concat(cls, parts: Sequence[Samples]) -> Samples:
+        return cls(
+            np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]),
+            np.concatenate([p.groups for p in parts]), sum(p.n_unobserved for p in parts),
+            sum(p.n_plots_without_pixels for p in parts),
+        )
 
     def sha256(self) -> str:
         h = hashlib.sha256()
@@ -97,10 +154,22 @@ def read_labels(path: Path, class_field: str = "class") -> LabelSet:
     return LabelSet(tuple(ids), tuple(classes), tuple(geoms), path, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
+def _area(labels: LabelSet) -> BaseGeometry:
+    return shapely.union_all(labels.geometries).buffer(0.0005)  # about 50 m: points need a pixel
+
+
 def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True, scheduler: str | None = None) -> Samples:
     """Search, load and compute features over the labels' footprint; sample labeled pixels."""
-    area = shapely.union_all(labels.geometries).buffer(0.0005)  # about 50 m: points need a pixel
-    found = search_items(cfg.stac, area.bounds, cfg.period, progress=progress)
+    found = search_items(cfg.stac, _area(labels).bounds, cfg.period, progress=progress)
+    samples = _sample(labels, cfg, found, progress=progress, scheduler=scheduler)
+    if not len(samples.y):
+        raise LabelFileError(f"{labels.path}: no labeled pixel had a clear observation in {cfg.period.label}")
+    return samples
+
+
+def _sample(labels: LabelSet, cfg: TrainConfig, found: SearchResult, *, progress: bool, scheduler: str | None) -> Samples:
+    """Sample labeled pixels over the scenes found (no pixel at all gives empty samples)."""
+    area = _area(labels)
     plan = make_plan(
         [i.to_dict() for i in found.items], area,
         resolution=cfg.grid.resolution, crs=cfg.grid.crs, tile_size=cfg.grid.tile_size, chunk_size=cfg.grid.chunk_size,
@@ -148,15 +217,101 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
                 xs.append(f)
                 ys += [labels.classes[k - 1]] * len(f)
                 gs += [labels.plot_ids[k - 1]] * len(f)
-    if not xs:
-        raise LabelFileError(f"{labels.path}: no labeled pixel had a clear observation in {cfg.period.label}")
-    X = np.concatenate(xs).astype(np.float32)
+    X = np.concatenate(xs).astype(np.float32) if xs else np.empty((0, len(FEATURE_NAMES)), np.float32)
     if X.shape[1] != len(FEATURE_NAMES):
         raise RuntimeError("feature count mismatch")  # invariant of compute_features
     n_empty = int((pixels_per_plot == 0).sum())
     if n_empty:
         log.warning("%d labeled plot(s) gave no usable pixel", n_empty)
-    return Samples(X, np.array(ys), np.array(gs), n_unobserved, n_empty)
+    return Samples(X, np.array(ys, dtype=str), np.array(gs, dtype=str), n_unobserved, n_empty)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Samples of several store batches, and which batches came from the cache."""
+
+    samples: Samples
+    extracted: tuple[str, ...]
+    """Batch ids whose pixels were read now."""
+    cached: tuple[str, ...]
+    """Batch ids loaded from the cache."""
+    keys: dict[str, str]
+    """Cache key of each batch."""
+
+
+def cache_key(batch_sha256: str, cfg: TrainConfig, found: SearchResult) -> str:
+    """The extraction cache key of one batch (see the module docstring for what it covers)."""
+    scenes = sorted((i.id, str(i.properties.get("s2:processing_baseline", ""))) for i in found.items)
+    parts = {
+        "batch": batch_sha256,
+        "collection": cfg.stac.collection,
+        "provider": cfg.stac.provider,
+        "scenes": scenes,
+        "period": cfg.period.label,
+        "grid": {"resolution": cfg.grid.resolution, "crs": cfg.grid.crs},
+        "clear_scl": list(cfg.mask.clear_scl),
+        "sampling": {"seed": cfg.fit.seed, "max_pixels_per_plot": cfg.fit.max_pixels_per_plot},
+        "features": list(FEATURE_NAMES),
+        "extract_version": EXTRACT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _load_cached(path: Path) -> Samples | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Samples(z["X"], z["y"], z["groups"], int(z["n_unobserved"]), int(z["n_plots_without_pixels"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as e:  # a damaged cache file is a miss, not an error
+        log.warning("ignoring unreadable extraction cache %s (%s)", path.name, e)
+        return None
+
+
+def _save_cached(path: Path, s: Samples) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, X=s.X, y=s.y, groups=s.groups, n_unobserved=s.n_unobserved, n_plots_without_pixels=s.n_plots_without_pixels)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def extract_cached(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True, scheduler: str | None = None) -> Extraction:
+    """Samples of a store's batches: each batch from ``labels.cache_dir`` when its key is
+    there, else extracted (searched, loaded, sampled) and cached. Logs ``batch N: cached``
+    or ``extracting batch N``."""
+    if labels.cache_dir is None or not labels.batches:
+        raise ValueError("extract_cached needs labels loaded from a store (batches and cache_dir)")
+    parts, extracted, cached, keys = [], [], [], {}
+    for ref in labels.batches:
+        sub = labels.batch(ref.id)
+        found = search_items(cfg.stac, _area(sub).bounds, cfg.period, progress=progress)
+        keys[ref.id] = key = cache_key(ref.sha256, cfg, found)
+        path = labels.cache_dir / f"{key}.npz"
+        got = _load_cached(path)
+        if got is None:
+            log.info("extracting batch %s (%d plots)", ref.id, len(sub.plot_ids))
+            got = _sample(sub, cfg, found, progress=progress, scheduler=scheduler)
+            _save_cached(path, got)
+            extracted.append(ref.id)
+        else:
+            log.info("batch %s: cached (%d pixels)", ref.id, len(got.y))
+            cached.append(ref.id)
+        parts.append(got)
+    samples = Samples.concat(parts)
+    if not len(samples.y):
+        raise LabelFileError(f"{labels.path}: no labeled pixel had a clear observation in {cfg.period.label}")
+    return Extraction(samples, tuple(extracted), tuple(cached), keys)
+
+
+def labels_card(labels: LabelSet, extraction: Extraction | None = None) -> dict[str, object]:
+    """``card["labels"]``: path, sha256, plot count and the store batches (empty for a file)."""
+    card: dict[str, object] = {
+        "path": str(labels.path), "sha256": labels.sha256, "n_plots": len(labels.plot_ids),
+        "batches": [b.card() for b in labels.batches],
+    }
+    if extraction is not None:
+        card["extraction"] = {"extracted": list(extraction.extracted), "cached": list(extraction.cached)}
+    return card
 
 
 def class_counts(values: Sequence[str] | np.ndarray) -> dict[str, int]:

@@ -28,7 +28,7 @@ from estimator.features import FEATURE_NAMES
 from estimator.model import CARD_SCHEMA, Model, file_sha256, load_model
 from estimator.outputs import atomic_path, write_json
 
-from .extract import LabelSet, Samples, class_counts, extract_samples
+from .extract import LabelSet, Samples, class_counts, extract_cached, extract_samples, labels_card
 
 __all__ = ["cross_validate", "fit_cascade", "fit_model", "make_estimator", "recall_threshold", "save_model", "train"]
 
@@ -181,8 +181,14 @@ def train(
     scheduler: str | None = None,
     extra_card: dict[str, Any] | None = None,
 ) -> Model:
-    """Extract, cross-validate, fit and save. Returns the saved model."""
-    samples = extract_samples(labels, cfg, progress=progress, scheduler=scheduler)
+    """Extract, cross-validate, fit and save. Returns the saved model.
+
+    ``labels`` from a label store (``LabelStore.load``) are extracted per batch through the
+    store's cache (only new batches are read); ``card["labels"]`` records the batches and
+    which of them were extracted or cached.
+    """
+    extraction = extract_cached(labels, cfg, progress=progress, scheduler=scheduler) if labels.batches else None
+    samples = extraction.samples if extraction else extract_samples(labels, cfg, progress=progress, scheduler=scheduler)
     counts = class_counts(samples.y)
     if cfg.target_class not in counts:
         raise LabelFileError(
@@ -202,7 +208,7 @@ def train(
         "classes": [str(c) for c in estimator.classes_],
         "target_class": cfg.target_class,
         "training_data_sha256": samples.sha256(),
-        "labels": {"path": str(labels.path), "sha256": labels.sha256, "n_plots": len(labels.plot_ids)},
+        "labels": labels_card(labels, extraction),
         "samples": {
             "pixels_per_class": counts,
             "unobserved_label_pixels": samples.n_unobserved,
