@@ -1,4 +1,5 @@
-"""Command line: ``python -m training fit TRAIN.yaml --labels LABELS.geojson --out MODEL_DIR``."""
+"""Command line: ``python -m training fit TRAIN.yaml --labels LABELS.geojson --out MODEL_DIR``,
+``python -m training suggest RUN_DIR --n N --out TO_LABEL.geojson``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,43 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_SUGGEST = """examples:
+  python -m training suggest runs/vraem --n 200 --out to_label.geojson
+  python -m training suggest runs/vraem --n 500 --min-distance-m 500 --per-region --seed 3 --out to_label.geojson
+
+Points (lon/lat) at the most uncertain pixels of the coca probability (1 - |2p - 1|), split
+across regions by expected mislabelled hectares (+ se_area_ha once assessed), no two closer
+than --min-distance-m. Fill in class, observed and interpreter, then `training labels add`.
+"""
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from estimator.outputs import write_json
+    from estimator.rundir import open_run
+
+    from .suggest import suggest
+
+    run = open_run(args.run_dir)
+    fc = suggest(
+        run, args.n, min_distance_m=args.min_distance_m, per_region=args.per_region,
+        min_per_region=args.min_per_region, seed=args.seed, progress=not args.quiet,
+    )
+    write_json(args.out, fc)
+    meta, target = fc["suggest"], fc["suggest"]["target_class"]
+    print(f"{'region':<16} {'weight':>10} {'allocated':>9} {'suggested':>9} {'mean_p':>7} {'mean_u':>7} {'u_observed':>10}")
+    for reg in meta["regions"]:
+        mine = [f["properties"] for f in fc["features"] if f["properties"]["region"] == reg["region"]]
+        mp = sum(m[f"{target}_probability"] for m in mine) / len(mine) if mine else float("nan")
+        mu = sum(m["uncertainty"] for m in mine) / len(mine) if mine else float("nan")
+        uo = reg["mean_uncertainty_observed"]
+        print(f"{reg['region']:<16} {reg['weight']:>10.2f} {reg['allocated']:>9} {reg['suggested']:>9} {mp:>7.3f} {mu:>7.3f} "
+              f"{uo if uo is not None else float('nan'):>10.4f}")
+    print(f"{meta['n']} of {args.n} suggestions, at least {args.min_distance_m:g} m apart, written to {args.out}")
+    if run.synthetic:
+        print("SYNTHETIC demo run: the suggested points lie in a generated world")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="training", description="Train the coca classifier from labeled plots.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -65,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(f)
     f.set_defaults(fn=_cmd_fit)
     add_labels_parser(sub)
+
+    s = sub.add_parser(
+        "suggest", help="propose where to label next (active learning)", epilog=EPILOG_SUGGEST,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rank a run's observed pixels by the uncertainty of the target probability, allocate "
+        "them across regions and keep them spread out; write a GeoJSON to label.",
+    )
+    s.add_argument("run_dir", type=Path, help="run directory written by `estimator run`")
+    s.add_argument("--n", type=int, required=True, help="number of points to suggest")
+    s.add_argument("--out", type=Path, required=True, help="GeoJSON file to write")
+    s.add_argument("--min-distance-m", type=float, default=200.0, help="minimum ground distance between points (default 200)")
+    s.add_argument("--min-per-region", type=int, default=10, help="minimum points per region when --n allows (default 10)")
+    s.add_argument("--per-region", action="store_true", help="split --n equally across regions")
+    s.add_argument("--seed", type=int, default=0, help="seed for tie-breaks (default 0)")
+    add_common_options(s)
+    s.set_defaults(fn=_cmd_suggest)
     return parser
 
 
