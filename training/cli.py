@@ -8,6 +8,8 @@ from pathlib import Path
 
 from estimator.cli import add_common_options, add_set_option, guarded
 
+from .registry_cli import add_registry_commands
+
 __all__ = ["main"]
 
 EPILOG_FIT = """examples:
@@ -22,13 +24,20 @@ file sets target_class.
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from estimator.config import load_train
+    from estimator.errors import ConfigError
 
     from .extract import read_labels
     from .fit import train
+    from .registry import incoming_dir, register
 
     cfg = load_train(args.train, overrides=args.set)
     labels = read_labels(args.labels, args.class_field)
-    model = train(cfg, labels, args.out.resolve(), progress=not args.quiet, scheduler=args.scheduler)
+    if args.out is None and args.registry is None:
+        raise ConfigError("say where the model goes: --out MODEL_DIR or --registry DIR")
+    out = args.out.resolve() if args.out is not None else incoming_dir(args.registry)
+    model = train(cfg, labels, out, progress=not args.quiet, scheduler=args.scheduler)
+    if args.registry is not None:
+        model = register(args.registry, out)
     m = model.card["metrics"]
     t = model.card["target_class"]
     f1 = m["per_class"].get(t, {}).get("f1", float("nan"))
@@ -48,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("train", type=Path, help="training YAML (stac, period, grid, fit)")
     f.add_argument("--labels", type=Path, required=True, help="GeoJSON of labeled plots")
-    f.add_argument("--out", type=Path, required=True, help="model directory to write")
+    f.add_argument("--out", type=Path, help="model directory to write")
+    f.add_argument("--registry", type=Path, help="model registry to add the model to, as REGISTRY/<model_id>")
     f.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(f, "training")
     add_common_options(f)
     f.set_defaults(fn=_cmd_fit)
+    add_registry_commands(sub)
     return parser
 
 

@@ -59,6 +59,8 @@ class Samples:
     """Labeled pixels without a clear observation (not usable, reported)."""
     n_plots_without_pixels: int
     """Plots that yielded no usable pixel (too small for the grid, or never observed)."""
+    xy: np.ndarray | None = None
+    """``(n, 2)`` pixel centres in the grid CRS (metres), for spatially blocked validation."""
 
     def sha256(self) -> str:
         h = hashlib.sha256()
@@ -113,6 +115,7 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
     xs: list[np.ndarray] = []
     ys: list[str] = []
     gs: list[str] = []
+    cs: list[np.ndarray] = []
     n_unobserved = 0
     pixels_per_plot = np.zeros(len(labels.plot_ids), dtype=np.int64)
     configure_gdal()
@@ -141,11 +144,13 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
                 f = feats[:, rows, cols].T
                 ok = np.isfinite(f).all(axis=1)
                 n_unobserved += int((~ok).sum())
-                f = f[ok]
+                f, c = f[ok], np.column_stack(tile.geobox.affine @ (cols[ok] + 0.5, rows[ok] + 0.5))
                 if len(f) > cfg.fit.max_pixels_per_plot:
-                    f = f[rng.choice(len(f), cfg.fit.max_pixels_per_plot, replace=False)]
+                    pick = rng.choice(len(f), cfg.fit.max_pixels_per_plot, replace=False)
+                    f, c = f[pick], c[pick]
                 pixels_per_plot[k - 1] += len(f)
                 xs.append(f)
+                cs.append(c)
                 ys += [labels.classes[k - 1]] * len(f)
                 gs += [labels.plot_ids[k - 1]] * len(f)
     if not xs:
@@ -156,7 +161,7 @@ def extract_samples(labels: LabelSet, cfg: TrainConfig, *, progress: bool = True
     n_empty = int((pixels_per_plot == 0).sum())
     if n_empty:
         log.warning("%d labeled plot(s) gave no usable pixel", n_empty)
-    return Samples(X, np.array(ys), np.array(gs), n_unobserved, n_empty)
+    return Samples(X, np.array(ys), np.array(gs), n_unobserved, n_empty, np.concatenate(cs))
 
 
 def class_counts(values: Sequence[str] | np.ndarray) -> dict[str, int]:
