@@ -55,7 +55,7 @@ from estimator.config import FitConfig, load_job, load_train
 from estimator.features import features_dask
 from estimator.load import configure_gdal, load_tile
 from estimator.mask import mask_stack
-from estimator.model import load_model
+from estimator.model import forest_of, load_model
 from estimator.plan import make_plan
 from estimator.regions import job_regions, regions_bbox
 from estimator.search import search_items
@@ -267,7 +267,7 @@ def stages_and_naive(
     st = Stages()
     pools = []
     predictor = make_predictor(model, cascade=job.classify.cascade)  # what the job runs per block
-    model.estimator.n_jobs = -1  # the reference prediction below: all cores
+    forest_of(model.estimator).n_jobs = -1  # the reference prediction below: all cores
     target = model.classes.index(model.target_class)
     n_obs = 0
     with dask.config.set(scheduler="threads"):
@@ -381,7 +381,7 @@ def main() -> None:
         tmp = Path(tmp_s)
         model_dir = _ensure_model(world, served.stac_url, args.out, fit, tmp)
         model = load_model(model_dir)
-        n_trees, n_nodes = _model_nodes(model.estimator)
+        n_trees, n_nodes = _model_nodes(forest_of(model.estimator))
         cascade = getattr(model, "cascade", None)
         job_path = tmp / "job.yaml"
         job_path.write_text(

@@ -11,10 +11,13 @@ trees), so no pixel is predicted twice. A :class:`Predictor` runs, per block:
 
 Both forests are evaluated by :mod:`estimator.treeeval` (compiled, same decisions as
 scikit-learn) when they are plain tree ensembles, by their own ``predict_proba`` otherwise.
+A calibrated model (``CalibratedClassifierCV`` with one forest) runs its compiled forest,
+then scikit-learn's own calibrator on those probabilities.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +25,13 @@ import dask.array as da
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 from rasterio.features import sieve
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .features import FEATURE_NAMES
-from .model import Model
+from .model import Model, forest_of
 from .treeeval import pack_forest
 
-__all__ = ["CASCADE_MIN_RECALL", "Predictor", "cascade_usable", "class_codes", "classify_dask", "make_predictor", "predict_block"]
+__all__ = ["CASCADE_MIN_RECALL", "Predictor", "ProbabilityPassthrough", "cascade_usable", "class_codes", "classify_dask", "make_predictor", "predict_block"]
 
 
 #: Predictors installed in this process by :func:`model_plugin`, by key.
@@ -70,12 +74,49 @@ def model_plugin(key: str, estimator: Any) -> ModelPlugin:
     return ModelPlugin(key, estimator)
 
 
+class ProbabilityPassthrough(ClassifierMixin, BaseEstimator):
+    """A classifier whose ``predict_proba`` is its input (rows renormalised to sum to 1).
+
+    It lets scikit-learn's calibrators run on probabilities computed elsewhere: the compiled
+    forest's at prediction, out-of-fold ones at training.
+    """
+
+    def __init__(self, classes: Any = None) -> None:
+        self.classes = classes
+
+    def fit(self, X: Any = None, y: Any = None) -> ProbabilityPassthrough:
+        self.classes_ = np.asarray(self.classes)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        p = np.asarray(X, dtype=np.float64)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_[np.argmax(np.asarray(X), axis=1)])
+
+
+class _Calibrated:
+    """A compiled forest followed by the calibrator of a ``CalibratedClassifierCV``."""
+
+    def __init__(self, packed: Any, calibrated: Any) -> None:
+        self.packed = packed
+        self.calibration = copy.copy(calibrated)
+        self.calibration.estimator = ProbabilityPassthrough(calibrated.estimator.classes_).fit()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.calibration.predict_proba(self.packed.predict_proba(X))
+
+
 def _compiled(estimator: Any) -> Any:
-    """The compiled form of a tree ensemble, or the estimator itself for anything else."""
+    """The compiled form of a tree ensemble (or of a calibrated one), or the estimator
+    itself for anything else."""
+    forest = forest_of(estimator)
     try:
-        return pack_forest(estimator)
+        packed = pack_forest(forest)
     except TypeError:
         return estimator
+    return packed if forest is estimator else _Calibrated(packed, estimator.calibrated_classifiers_[0])
 
 
 class Predictor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .bands import SCL_CLEAR_DEFAULT
-from .errors import ConfigError
+from .errors import ConfigError, EstimatorError
 from .store import as_output
 
 __all__ = [
@@ -166,7 +167,10 @@ class JobConfig(_Strict):
     mask: MaskConfig = MaskConfig()
     classify: ClassifyConfig = ClassifyConfig()
     coverage: CoverageConfig = CoverageConfig()
-    model: Path = Field(description="Model directory written by `python -m training fit`.")
+    model: Path = Field(
+        description="Model directory written by `python -m training fit`, or `promoted` / `registry:<id>`: "
+        "a model of the registry in $ESTIMATOR_MODELS, else `models/` beside the job file."
+    )
     output: Path | str = Field(
         Path("runs/latest"),
         description="Run directory to write: a local path, or an fsspec URL (s3://bucket/prefix, memory://...); "
@@ -212,6 +216,25 @@ class FitConfig(_Strict):
         "recall measured with cross-fitted thresholds is written to the model card.",
     )
     seed: int = Field(0, description="Random seed for sampling and fitting.")
+    block_km: float = Field(
+        2.0,
+        gt=0,
+        description="Side of the square spatial blocks of cross-validation: every plot goes to the block of its "
+        "centre, and a block is never split between folds, so a test plot has no training neighbour within the "
+        "block. Larger than the plots and the distance over which fields look alike; small enough to leave "
+        "several blocks per fold (the demo world is 10 km wide: 2 km gives 25 blocks).",
+    )
+    cv: Literal["spatial", "plot"] = Field(
+        "spatial",
+        description="Folds of the card's headline metrics and of the calibration: spatial blocks, or plots only "
+        "(optimistic: neighbouring plots share conditions). The card reports both.",
+    )
+    calibration: Literal["temperature", "isotonic", "sigmoid", "none"] = Field(
+        "temperature",
+        description="Calibrator of the forest's probabilities, fitted on out-of-fold probabilities "
+        "(scikit-learn CalibratedClassifierCV, ensemble=False: one forest at prediction). Temperature scaling "
+        "keeps every pixel's most probable class.",
+    )
 
 
 class TrainConfig(_Strict):
@@ -258,6 +281,21 @@ def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _resolve_model(base: Path, ref: Path) -> Path:
+    """A model directory, or the directory a registry reference names (resolved now, so the
+    run and its manifest name one concrete model even if another is promoted meanwhile)."""
+    from .model import REGISTRY_ENV, is_registry_ref, resolve_model_ref  # skops is slow to import
+
+    if not is_registry_ref(ref):
+        return _resolve(base, ref)
+    env = os.environ.get(REGISTRY_ENV)
+    root = Path(env).expanduser().resolve() if env else base / "models"
+    try:
+        return resolve_model_ref(str(ref), root)
+    except EstimatorError as e:
+        raise ConfigError(f"model: {ref}: {e}") from None
+
+
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c = value`` in nested dicts, creating levels as needed."""
     keys = dotted.split(".")
@@ -294,7 +332,7 @@ def load_job(path: Path | str, overrides: list[str] | None = None) -> JobConfig:
     base = path.resolve().parent
     return job.model_copy(
         update={
-            "model": _resolve(base, job.model),
+            "model": _resolve_model(base, job.model),
             "output": as_output(job.output, base),
             "regions": job.regions.model_copy(
                 update={

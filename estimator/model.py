@@ -9,6 +9,10 @@ Directory layout (written by ``python -m training fit``)::
                             measured coca recall in ``card["cascade"]``
 
 Prediction refuses a model whose feature list differs from :data:`FEATURE_NAMES`.
+
+A registry (written by ``training fit --registry`` and ``training promote``) is a directory
+of ``<model_id>/`` model directories and ``registry.json``, the index naming the promoted
+model; a job's ``model: promoted`` (or ``registry:<id>``) is resolved here.
 """
 
 from __future__ import annotations
@@ -24,12 +28,28 @@ import skops.io as sio
 from .errors import ModelFileError, ModelSchemaError
 from .features import FEATURE_NAMES
 
-__all__ = ["CARD_SCHEMA", "TRUSTED_TYPES", "Model", "file_sha256", "load_model"]
+__all__ = [
+    "CARD_SCHEMA",
+    "REGISTRY_ENV",
+    "REGISTRY_FILE",
+    "TRUSTED_TYPES",
+    "Model",
+    "file_sha256",
+    "forest_of",
+    "is_registry_ref",
+    "load_model",
+    "read_registry",
+    "resolve_model_ref",
+]
 
 #: Types skops does not trust by default that our own models contain. Anything else in a
 #: model file is refused: a skops file can name arbitrary callables.
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
+    # CalibratedClassifierCV(ensemble=False): its one fitted forest and calibrator
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._TemperatureScaling",
 )
 CARD_SCHEMA = 1
 
@@ -71,6 +91,15 @@ class Model:
         if self.cascade is None:
             return self.sha256
         return hashlib.sha256(f"{self.sha256}:{self.card['cascade']['sha256']}".encode()).hexdigest()
+
+
+def forest_of(estimator: Any) -> Any:
+    """The fitted classifier inside a calibrated model (``CalibratedClassifierCV`` with
+    ``ensemble=False``), or ``estimator`` itself."""
+    calibrated = getattr(estimator, "calibrated_classifiers_", None)
+    if calibrated is not None and len(calibrated) == 1:
+        return calibrated[0].estimator
+    return estimator
 
 
 def _load_skops(path: Path) -> Any:
@@ -125,7 +154,7 @@ def load_model(model_dir: Path) -> Model:
     if target not in classes:
         raise ModelSchemaError(f"target class '{target}' is not among the model classes {list(classes)}")
     cascade = _load_cascade(model_dir, card, fitted)
-    for est in (estimator, cascade):
+    for est in (estimator, forest_of(estimator), cascade):
         if hasattr(est, "n_jobs"):
             est.n_jobs = 1  # dask runs blocks in parallel; nested pools oversubscribe 2 cores
     digest = file_sha256(skops_path)
@@ -151,3 +180,54 @@ def _load_cascade(model_dir: Path, card: dict[str, Any], classes: tuple[str, ...
     if tuple(str(c) for c in getattr(cascade, "classes_", ())) != classes:
         raise ModelSchemaError(f"{path}: first-stage classes differ from the model's {list(classes)}; retrain")
     return cascade
+
+
+#: The registry's index file, in the registry root beside the ``<model_id>/`` directories.
+REGISTRY_FILE = "registry.json"
+#: Environment variable naming the registry root a job's ``model: promoted`` refers to.
+REGISTRY_ENV = "ESTIMATOR_MODELS"
+
+
+def read_registry(root: Path) -> dict[str, Any]:
+    """The registry index (``{"models": {id: entry}, "promoted": id | None}``); empty if absent."""
+    path = root / REGISTRY_FILE
+    if not path.is_file():
+        return {"schema": 1, "models": {}, "promoted": None}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path} is not valid JSON; restore it or rebuild it with `python -m training promote`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise ModelFileError(f"{path} is not a model registry index (no 'models' mapping)")
+    return data
+
+
+def is_registry_ref(ref: str | Path) -> bool:
+    """Whether a job's ``model:`` names a registry entry (``promoted`` or ``registry:<id>``)."""
+    return str(ref) == "promoted" or str(ref).startswith("registry:")
+
+
+def resolve_model_ref(ref: str, root: Path) -> Path:
+    """The model directory of ``promoted`` or ``registry:<id>`` (an id prefix is enough when
+    unambiguous) in the registry at ``root``.
+
+    Raises
+    ------
+    ModelFileError
+        No registry, nothing promoted, or an unknown or ambiguous id.
+    """
+    reg = read_registry(root)
+    if ref == "promoted":
+        model_id = reg.get("promoted")
+        if not model_id:
+            raise ModelFileError(
+                f"no model is promoted in the registry {root}; run `python -m training promote MODEL_ID --registry {root}`"
+            )
+    else:
+        want = ref.removeprefix("registry:")
+        found = [m for m in reg["models"] if m.startswith(want)] if want else []
+        if len(found) != 1:
+            what = "no" if not found else f"{len(found)}"
+            raise ModelFileError(f"{what} model in the registry {root} matches '{want}' (have: {', '.join(sorted(reg['models']))})")
+        model_id = found[0]
+    return root / model_id

@@ -8,6 +8,7 @@ __all__ = [
     "EstimatorWarning",
     "FailedReadWarning",
     "HighCloudFractionWarning",
+    "MissingClassInFoldWarning",
     "PartialCoverageWarning",
     "RegionDefinitionWarning",
 ]
@@ -39,3 +40,8 @@ class ClaimPeriodMismatchWarning(EstimatorWarning):
 
 class RegionDefinitionWarning(EstimatorWarning):
     """A claim's region is defined differently from the run's region of the same id."""
+
+
+class MissingClassInFoldWarning(EstimatorWarning):
+    """A cross-validation fold has no test pixel of some class: its per-class metrics there
+    are undefined, and spatial blocking can make it so (a class confined to few blocks)."""

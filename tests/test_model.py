@@ -101,3 +101,44 @@ def test_predict_block_skips_unobserved_pixels(tiny_model):
     want = model.estimator.predict(feats.reshape(len(FEATURE_NAMES), -1).T[1:])
     got = np.array(model.classes)[codes.ravel()[1:] - 1]
     assert (got == want).all()
+
+
+def _crafted(schema_root: dict) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("schema.json", json.dumps({**schema_root, "protocol": 2, "_skops_version": "0.16.0"}))
+    return buf.getvalue()
+
+
+def _node(cls: str, module: str, loader: str, i: int, **extra) -> dict:
+    return {"__class__": cls, "__module__": module, "__loader__": loader, "__id__": i, **extra}
+
+
+def _empty_dict(i: int) -> dict:
+    return _node("dict", "builtins", "DictNode", i, content={}, key_types=_node("list", "builtins", "ListNode", i + 1, content=[]))
+
+
+@pytest.mark.parametrize(
+    ("name", "schema"),
+    [
+        # an object whose class is os.system, with the command a loader would pass it
+        ("os.system", _node("system", "os", "ObjectNode", 1, content=_empty_dict(2))),
+        # builtins.eval named as a type inside a harmless-looking dict
+        ("builtins.eval", {**_empty_dict(3), "content": {"f": _node("eval", "builtins", "TypeNode", 5)},
+                           "key_types": _node("list", "builtins", "ListNode", 6, content=[
+                               _node("str", "builtins", "JsonNode", 7, content='"str"', is_json=True)])}),
+    ],
+)
+def test_crafted_skops_file_is_refused_unexecuted(tmp_path, monkeypatch, name, schema):
+    d = tmp_path / "crafted"
+    d.mkdir()
+    (d / "model.skops").write_bytes(_crafted(schema))
+    (d / "card.json").write_text(json.dumps({"features": list(FEATURE_NAMES), "classes": ["coca"], "target_class": "coca"}))
+    called = []
+    monkeypatch.setattr(os, "system", lambda *a: called.append(a))
+    monkeypatch.setattr(sio, "load", lambda *a, **k: called.append(a))
+    with pytest.raises(ModelFileError, match=f"does not trust.*{name}") as e:
+        load_model(d)
+    assert "\n" not in str(e.value) and not called

@@ -10,6 +10,7 @@ from pathlib import Path
 from estimator.cli import add_common_options, add_set_option, guarded
 
 from .labels_cli import add_labels_parser
+from .registry_cli import add_registry_commands
 
 __all__ = ["main"]
 
@@ -26,17 +27,24 @@ file sets target_class.
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from estimator.config import load_train
+    from estimator.errors import ConfigError
 
     from .extract import read_labels
     from .fit import train
+    from .registry import incoming_dir, register
     from .store import LabelStore
 
     cfg = load_train(args.train, overrides=args.set)
+    if args.out is None and args.registry is None:
+        raise ConfigError("say where the model goes: --out MODEL_DIR or --registry DIR")
     if args.store is not None:
         labels = LabelStore(args.store).load(args.batches.split(",") if args.batches else None)
     else:
         labels = read_labels(args.labels, args.class_field)
-    model = train(cfg, labels, args.out.resolve(), progress=not args.quiet, scheduler=args.scheduler)
+    out = args.out.resolve() if args.out is not None else incoming_dir(args.registry)
+    model = train(cfg, labels, out, progress=not args.quiet, scheduler=args.scheduler)
+    if args.registry is not None:
+        model = register(args.registry, out)
     m = model.card["metrics"]
     t = model.card["target_class"]
     f1 = m["per_class"].get(t, {}).get("f1", float("nan"))
@@ -96,13 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--labels", type=Path, help="GeoJSON of labeled plots")
     src.add_argument("--store", type=Path, help="label store directory (see `training labels add`)")
     f.add_argument("--batches", help="with --store: comma-separated batch ids (default: all)")
-    f.add_argument("--out", type=Path, required=True, help="model directory to write")
+    f.add_argument("--out", type=Path, help="model directory to write")
+    f.add_argument("--registry", type=Path, help="model registry to add the model to, as REGISTRY/<model_id>")
     f.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(f, "training")
     add_common_options(f)
     f.set_defaults(fn=_cmd_fit)
     add_labels_parser(sub)
+    add_registry_commands(sub)
 
     s = sub.add_parser(
         "suggest", help="propose where to label next (active learning)", epilog=EPILOG_SUGGEST,

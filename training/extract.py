@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bump when the sampling of labeled pixels changes; it invalidates every extraction cache.
-EXTRACT_VERSION = 1
+EXTRACT_VERSION = 2  # 2: pixel centres (xy) cached for spatial CV
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ class Samples:
     """Labeled pixels without a clear observation (not usable, reported)."""
     n_plots_without_pixels: int
     """Plots that yielded no usable pixel (too small for the grid, or never observed)."""
+    xy: np.ndarray | None = None
+    """``(n, 2)`` pixel centres in the grid CRS (metres), for spatially blocked validation."""
 
     @classmethod
     def concat(cls, parts: Sequence[Samples]) -> Samples:
@@ -115,6 +117,7 @@ class Samples:
             np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]),
             np.concatenate([p.groups for p in parts]), sum(p.n_unobserved for p in parts),
             sum(p.n_plots_without_pixels for p in parts),
+            None if any(p.xy is None for p in parts) else np.concatenate([p.xy for p in parts]),
         )
 
     def sha256(self) -> str:
@@ -182,6 +185,7 @@ def _sample(labels: LabelSet, cfg: TrainConfig, found: SearchResult, *, progress
     xs: list[np.ndarray] = []
     ys: list[str] = []
     gs: list[str] = []
+    cs: list[np.ndarray] = []
     n_unobserved = 0
     pixels_per_plot = np.zeros(len(labels.plot_ids), dtype=np.int64)
     configure_gdal()
@@ -210,11 +214,13 @@ def _sample(labels: LabelSet, cfg: TrainConfig, found: SearchResult, *, progress
                 f = feats[:, rows, cols].T
                 ok = np.isfinite(f).all(axis=1)
                 n_unobserved += int((~ok).sum())
-                f = f[ok]
+                f, c = f[ok], np.column_stack(tile.geobox.affine @ (cols[ok] + 0.5, rows[ok] + 0.5))
                 if len(f) > cfg.fit.max_pixels_per_plot:
-                    f = f[rng.choice(len(f), cfg.fit.max_pixels_per_plot, replace=False)]
+                    pick = rng.choice(len(f), cfg.fit.max_pixels_per_plot, replace=False)
+                    f, c = f[pick], c[pick]
                 pixels_per_plot[k - 1] += len(f)
                 xs.append(f)
+                cs.append(c)
                 ys += [labels.classes[k - 1]] * len(f)
                 gs += [labels.plot_ids[k - 1]] * len(f)
     X = np.concatenate(xs).astype(np.float32) if xs else np.empty((0, len(FEATURE_NAMES)), np.float32)
@@ -223,7 +229,8 @@ def _sample(labels: LabelSet, cfg: TrainConfig, found: SearchResult, *, progress
     n_empty = int((pixels_per_plot == 0).sum())
     if n_empty:
         log.warning("%d labeled plot(s) gave no usable pixel", n_empty)
-    return Samples(X, np.array(ys, dtype=str), np.array(gs, dtype=str), n_unobserved, n_empty)
+    xy = np.concatenate(cs) if cs else np.empty((0, 2))
+    return Samples(X, np.array(ys, dtype=str), np.array(gs, dtype=str), n_unobserved, n_empty, xy)
 
 
 @dataclass(frozen=True)
@@ -260,7 +267,8 @@ def cache_key(batch_sha256: str, cfg: TrainConfig, found: SearchResult) -> str:
 def _load_cached(path: Path) -> Samples | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Samples(z["X"], z["y"], z["groups"], int(z["n_unobserved"]), int(z["n_plots_without_pixels"]))
+            return Samples(z["X"], z["y"], z["groups"], int(z["n_unobserved"]), int(z["n_plots_without_pixels"]),
+                           z["xy"] if len(z["xy"]) == len(z["y"]) else None)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError) as e:  # a damaged cache file is a miss, not an error
@@ -270,7 +278,8 @@ def _load_cached(path: Path) -> Samples | None:
 
 def _save_cached(path: Path, s: Samples) -> None:
     buf = io.BytesIO()
-    np.savez(buf, X=s.X, y=s.y, groups=s.groups, n_unobserved=s.n_unobserved, n_plots_without_pixels=s.n_plots_without_pixels)
+    xy = s.xy if s.xy is not None else np.empty((0, 2))
+    np.savez(buf, X=s.X, y=s.y, groups=s.groups, n_unobserved=s.n_unobserved, n_plots_without_pixels=s.n_plots_without_pixels, xy=xy)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())
 

@@ -1,8 +1,19 @@
-"""Fitting: a random forest with plot-grouped cross-validation, saved with skops + a card.
+"""Fitting: a random forest with spatially blocked cross-validation and calibrated
+probabilities, saved with skops + a card.
 
-Pixels of one plot are near-copies of each other; a random pixel split would put the same
-plot in train and test and overstate accuracy. Folds are therefore grouped by plot
-(StratifiedGroupKFold) and metrics come from out-of-fold predictions.
+Pixels of one plot are near-copies of each other, and neighbouring plots share soil, weather
+and management; a random pixel split (or even a plot split) puts near-copies in train and
+test and overstates accuracy. The headline folds are therefore spatial blocks
+(``fit.block_km``), each plot wholly in the block of its centre and each block wholly in one
+fold (StratifiedGroupKFold over block ids). Blocking can leave a class out of a fold's test
+set (a known problem of WorldCereal's spatial CV): such folds are reported per class, listed
+in the card and warned about (:class:`MissingClassInFoldWarning`), never silently averaged.
+The plot-grouped CV is reported beside it, to show the optimism it carries.
+
+Probabilities are calibrated with scikit-learn's ``CalibratedClassifierCV(ensemble=False)``
+on the same folds: the calibrator is fitted on out-of-fold forest probabilities and applied
+to one forest fitted on all pixels, so prediction still runs a single (compiled) forest plus
+a cheap calibrator. Its effect is measured out of fold (cross-fitted) and written to the card.
 """
 
 from __future__ import annotations
@@ -17,22 +28,40 @@ from typing import Any
 
 import numpy as np
 import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedGroupKFold
 
-from estimator.classify import CASCADE_MIN_RECALL
+from estimator.classify import CASCADE_MIN_RECALL, ProbabilityPassthrough
 from estimator.config import FitConfig, TrainConfig, config_hash
 from estimator.errors import LabelFileError
 from estimator.features import FEATURE_NAMES
-from estimator.model import CARD_SCHEMA, Model, file_sha256, load_model
+from estimator.model import CARD_SCHEMA, Model, file_sha256, forest_of, load_model
 from estimator.outputs import atomic_path, write_json
+from estimator.warnings import MissingClassInFoldWarning
 
 from .extract import LabelSet, Samples, class_counts, extract_cached, extract_samples, labels_card
 
-__all__ = ["cross_validate", "fit_cascade", "fit_model", "make_estimator", "recall_threshold", "save_model", "train"]
+__all__ = [
+    "calibration_report",
+    "cross_validate",
+    "cv_splits",
+    "evaluate_cv",
+    "fit_cascade",
+    "fit_model",
+    "make_estimator",
+    "out_of_fold",
+    "recall_threshold",
+    "save_model",
+    "spatial_blocks",
+    "train",
+]
 
 log = logging.getLogger(__name__)
+
+Splits = list[tuple[np.ndarray, np.ndarray]]
 
 
 def make_estimator(cfg: FitConfig, *, first_stage: bool = False) -> RandomForestClassifier:
@@ -48,50 +77,158 @@ def make_estimator(cfg: FitConfig, *, first_stage: bool = False) -> RandomForest
     )
 
 
-def _folds(samples: Samples, cfg: FitConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Plot-grouped, class-stratified folds (the same for the model and its first stage)."""
+def spatial_blocks(samples: Samples, block_km: float) -> np.ndarray:
+    """Block id per pixel: the ``block_km`` square holding the centre of the pixel's plot
+    (so a plot is never split between blocks)."""
+    if samples.xy is None:
+        raise ValueError("samples carry no pixel coordinates (Samples.xy); re-extract them or use fit.cv: plot")
+    _, plot = np.unique(samples.groups, return_inverse=True)
+    n = np.bincount(plot)
+    centre = np.column_stack([np.bincount(plot, weights=samples.xy[:, i]) / n for i in (0, 1)])
+    cell = np.floor(centre / (1000.0 * block_km)).astype(np.int64)
+    _, block = np.unique(cell, axis=0, return_inverse=True)
+    return np.asarray(block).ravel()[plot]
+
+
+def cv_splits(samples: Samples, cfg: FitConfig, *, spatial: bool) -> tuple[Splits, str]:
+    """Class-stratified folds grouped by spatial block (``spatial``) or by plot, and their
+    description for the card."""
     classes = np.unique(samples.y)
-    plots_per_class = {c: len(np.unique(samples.groups[samples.y == c])) for c in classes}
-    k = min(cfg.cv_folds, min(plots_per_class.values()))
-    if k < 2:
+    plots_per_class = {str(c): len(np.unique(samples.groups[samples.y == c])) for c in classes}
+    if min(plots_per_class.values()) < 2:
         raise LabelFileError(
             f"cross-validation needs >= 2 labeled plots per class; have {plots_per_class}; add plots"
         )
+    if spatial:
+        groups = spatial_blocks(samples, cfg.block_km)
+        n_groups = len(np.unique(groups))
+        k = min(cfg.cv_folds, n_groups)
+        if k < 2:
+            raise LabelFileError(
+                f"the labeled plots lie in {n_groups} spatial block of {cfg.block_km} km; "
+                "lower fit.block_km or use fit.cv: plot"
+            )
+        what = f"{n_groups} spatial blocks of {cfg.block_km:g} km, grouped by plot"
+    else:
+        groups = samples.groups
+        k = min(cfg.cv_folds, min(plots_per_class.values()))
+        what = "plot"
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
-    return list(cv.split(samples.X, samples.y, samples.groups))
+    return list(cv.split(samples.X, samples.y, groups)), f"StratifiedGroupKFold(n_splits={k}) grouped by {what}"
 
 
-def cross_validate(samples: Samples, cfg: FitConfig, target_class: str) -> dict[str, Any]:
-    """Plot-grouped, class-stratified k-fold CV; per-class metrics from out-of-fold predictions."""
+def _folds(samples: Samples, cfg: FitConfig) -> Splits:
+    """Plot-grouped folds (the cascade's first stage is tuned on these)."""
+    return cv_splits(samples, cfg, spatial=False)[0]
+
+
+def out_of_fold(samples: Samples, cfg: FitConfig, splits: Splits) -> np.ndarray:
+    """Out-of-fold forest probabilities, columns in sorted class order."""
     classes = np.unique(samples.y)
-    splits = _folds(samples, cfg)
-    k = len(splits)
-    pred = np.empty_like(samples.y)
-    folds = []
-    for fold, (tr, te) in enumerate(splits):
-        missing = sorted(set(classes) - set(np.unique(samples.y[te])))
-        if missing:
-            warnings.warn(f"CV fold {fold} has no test pixels of {missing}", UserWarning, stacklevel=2)
+    proba = np.zeros((len(samples.y), len(classes)))
+    for tr, te in splits:
         est = make_estimator(cfg).fit(samples.X[tr], samples.y[tr])
-        pred[te] = est.predict(samples.X[te])
-        p, r, f, _ = precision_recall_fscore_support(samples.y[te], pred[te], labels=[target_class], zero_division=0)
-        folds.append({"fold": fold, "n_test": len(te), f"{target_class}_f1": float(f[0]), "missing_classes": missing})
-    p, r, f, n = precision_recall_fscore_support(samples.y, pred, labels=classes, zero_division=0)
+        proba[np.ix_(te, np.searchsorted(classes, est.classes_))] = est.predict_proba(samples.X[te])
+    return proba
+
+
+def _per_class(y: np.ndarray, pred: np.ndarray, classes: np.ndarray) -> dict[str, dict[str, float | int]]:
+    p, r, f, n = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
     return {
-        "cv": f"StratifiedGroupKFold(n_splits={k}) grouped by plot",
-        "overall_accuracy": float((pred == samples.y).mean()),
-        "per_class": {
-            str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
-            for i, c in enumerate(classes)
-        },
-        "confusion_matrix": {"labels": [str(c) for c in classes], "rows_true_cols_pred": confusion_matrix(samples.y, pred, labels=classes).tolist()},
-        "folds": folds,
+        str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
+        for i, c in enumerate(classes)
     }
 
 
-def fit_model(samples: Samples, cfg: FitConfig) -> RandomForestClassifier:
-    """Fit the final model on all samples."""
-    return make_estimator(cfg).fit(samples.X, samples.y)
+def fold_metrics(y: np.ndarray, proba: np.ndarray, splits: Splits, description: str) -> dict[str, Any]:
+    """Pooled and per-fold per-class metrics of out-of-fold probabilities; warns (and lists
+    in each fold's ``missing_classes``) when a class has no test pixel in a fold."""
+    classes = np.unique(y)
+    pred = classes[np.argmax(proba, axis=1)]
+    folds = []
+    for fold, (_, te) in enumerate(splits):
+        missing = sorted(str(c) for c in set(classes) - set(np.unique(y[te])))
+        if missing:
+            warnings.warn(
+                f"{description}: fold {fold} has no test pixel of {missing}; their metrics come from the other folds",
+                MissingClassInFoldWarning, stacklevel=3,
+            )
+        per_class = {c: m for c, m in _per_class(y[te], pred[te], classes).items() if c not in missing}
+        folds.append({"fold": fold, "n_test": len(te), "per_class": per_class, "missing_classes": missing})
+    return {
+        "cv": description,
+        "overall_accuracy": float((pred == y).mean()),
+        "per_class": _per_class(y, pred, classes),
+        "confusion_matrix": {"labels": [str(c) for c in classes], "rows_true_cols_pred": confusion_matrix(y, pred, labels=classes).tolist()},
+        "folds": folds,
+        "folds_missing_a_class": sum(bool(f["missing_classes"]) for f in folds),
+    }
+
+
+def cross_validate(samples: Samples, cfg: FitConfig, target_class: str, *, spatial: bool | None = None) -> dict[str, Any]:
+    """Cross-validated metrics of the forest (spatial blocks unless ``cfg.cv`` or ``spatial``
+    says plots); per class pooled out of fold and per fold."""
+    splits, what = cv_splits(samples, cfg, spatial=cfg.cv == "spatial" if spatial is None else spatial)
+    return fold_metrics(samples.y, out_of_fold(samples, cfg, splits), splits, what)
+
+
+def _calibrator(method: str, classes: np.ndarray) -> CalibratedClassifierCV:
+    return CalibratedClassifierCV(FrozenEstimator(ProbabilityPassthrough(classes).fit()), method=method)
+
+
+def calibration_report(
+    y: np.ndarray, proba: np.ndarray, splits: Splits, method: str, target_class: str, bins: int = 10
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Cross-fitted effect of calibrating out-of-fold probabilities ``proba``: for each fold,
+    a calibrator fitted on the other folds' probabilities is applied to this fold's. Returns
+    Brier scores (target class one-vs-rest, and multiclass), log loss and a reliability table
+    of the target class, before and after, and the calibrated probabilities."""
+    classes = np.unique(y)
+    after = proba.copy()
+    if method != "none":
+        for tr, te in splits:
+            after[te] = _calibrator(method, classes).fit(proba[tr], y[tr]).predict_proba(proba[te])
+    t = int(np.searchsorted(classes, target_class))
+    is_t = (y == target_class).astype(float)
+    onehot = (y[:, None] == classes[None, :]).astype(float)
+    truth = np.searchsorted(classes, y)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+
+    def summary(p: np.ndarray) -> dict[str, Any]:
+        b = np.clip(np.digitize(p[:, t], edges[1:-1]), 0, bins - 1)
+        table = [
+            {"bin": [float(edges[i]), float(edges[i + 1])], "n": int((b == i).sum()),
+             "mean_predicted": float(p[b == i, t].mean()), "observed_fraction": float(is_t[b == i].mean())}
+            for i in range(bins) if (b == i).any()
+        ]
+        return {
+            f"{target_class}_brier": float(np.mean((p[:, t] - is_t) ** 2)),
+            "brier_multiclass": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+            "log_loss": float(-np.mean(np.log(np.clip(p[np.arange(len(y)), truth], 1e-15, None)))),
+            f"{target_class}_reliability": table,
+        }
+
+    report = {
+        "method": method,
+        "fitted_on": "out-of-fold forest probabilities of the headline folds (CalibratedClassifierCV, ensemble=False)",
+        "measured": "cross-fitted out of fold: each fold calibrated by a calibrator fitted on the other folds",
+        "before": summary(proba),
+        "after": summary(after),
+        "argmax_changed_fraction": float((np.argmax(after, axis=1) != np.argmax(proba, axis=1)).mean()),
+    }
+    return report, after
+
+
+def fit_model(samples: Samples, cfg: FitConfig, splits: Splits | None = None) -> Any:
+    """Fit the final model on all samples: the forest, wrapped (unless ``cfg.calibration`` is
+    ``none``) in a calibrator fitted on out-of-fold probabilities of ``splits``."""
+    forest = make_estimator(cfg)
+    if cfg.calibration == "none":
+        return forest.fit(samples.X, samples.y)
+    if splits is None:
+        splits = cv_splits(samples, cfg, spatial=cfg.cv == "spatial")[0]
+    model = CalibratedClassifierCV(forest, method=cfg.calibration, cv=splits, ensemble=False)
+    return model.fit(samples.X, samples.y)
 
 
 def recall_threshold(p: np.ndarray, recall: float) -> float:
@@ -148,6 +285,20 @@ def fit_cascade(samples: Samples, cfg: FitConfig, target_class: str) -> tuple[Ra
     return make_estimator(cfg, first_stage=True).fit(samples.X, samples.y), info
 
 
+def evaluate_cv(
+    samples: Samples, cfg: FitConfig, target_class: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, Splits]:
+    """Headline metrics, the calibration report, the plot-grouped CV's metrics beside
+    spatial ones (None when the headline is plot-grouped), and the headline splits."""
+    spatial = cfg.cv == "spatial"
+    splits, what = cv_splits(samples, cfg, spatial=spatial)
+    proba = out_of_fold(samples, cfg, splits)
+    metrics = fold_metrics(samples.y, proba, splits, what)
+    calibration, _ = calibration_report(samples.y, proba, splits, cfg.calibration, target_class)
+    other = cross_validate(samples, cfg, target_class, spatial=False) if spatial else None
+    return metrics, calibration, other, splits
+
+
 def _code_version() -> str:
     try:
         return version("coca-estimator")
@@ -195,19 +346,20 @@ def train(
             f"{labels.path}: no usable pixel of target class '{cfg.target_class}' (classes: {sorted(counts)})"
         )
     log.info("training on %d pixels from %d plots: %s", len(samples.y), len(np.unique(samples.groups)), counts)
-    metrics = cross_validate(samples, cfg.fit, cfg.target_class)
-    estimator = fit_model(samples, cfg.fit)
+    metrics, calibration, plot_metrics, splits = evaluate_cv(samples, cfg.fit, cfg.target_class)
+    estimator = fit_model(samples, cfg.fit, splits)
     cascade, cascade_info = fit_cascade(samples, cfg.fit, cfg.target_class) if cfg.fit.cascade_trees else (None, None)
     card = {
         "card_schema": CARD_SCHEMA,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": _code_version(),
         "estimator": type(estimator).__name__,
-        "params": {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, type(None)))},
+        "params": {k: v for k, v in forest_of(estimator).get_params().items() if isinstance(v, (int, float, str, type(None)))},
         "features": list(FEATURE_NAMES),
         "classes": [str(c) for c in estimator.classes_],
         "target_class": cfg.target_class,
         "training_data_sha256": samples.sha256(),
+        "training_plots": sorted({str(g) for g in samples.groups}),
         "labels": labels_card(labels, extraction),
         "samples": {
             "pixels_per_class": counts,
@@ -217,6 +369,8 @@ def train(
         "train_config_hash": config_hash(cfg),
         "train_config": json.loads(cfg.model_dump_json()),
         "metrics": metrics,
+        "metrics_plot_cv": plot_metrics,
+        "calibration": calibration,
         "cascade": cascade_info,
         **(extra_card or {}),
     }

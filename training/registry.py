@@ -1,0 +1,93 @@
+"""Model registry: ``ROOT/<model_id>/`` model directories and ``ROOT/registry.json``.
+
+``registry.json`` lists every registered model (id, created, label batches, headline
+metrics) and names the ``promoted`` one, which jobs use with ``model: promoted``. The index
+is rewritten atomically; model directories are never modified once registered (their id is
+the first 12 hex digits of the skops file's sha256). Reading and resolving references is in
+:mod:`estimator.model` (jobs need it; ``estimator`` never imports ``training``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from estimator.errors import ModelFileError
+from estimator.model import REGISTRY_FILE, Model, is_registry_ref, load_model, read_registry, resolve_model_ref
+from estimator.outputs import write_json
+
+__all__ = ["DEFAULT_REGISTRY", "incoming_dir", "promote", "register", "resolve"]
+
+#: Registry root used by the CLI when ``--registry`` is not given.
+DEFAULT_REGISTRY = Path("models")
+
+
+def _summary(model: Model) -> dict[str, Any]:
+    card, t = model.card, model.target_class
+    metrics = card.get("metrics", {})
+    labels = card.get("labels", {})
+    batches = labels.get("batches") or [{"id": Path(str(labels.get("path", ""))).name, "sha256": labels.get("sha256")}]
+    return {
+        "id": model.model_id,
+        "sha256": model.sha256,
+        "created": card.get("created"),
+        "label_batches": [{"id": b.get("id"), "sha256": b.get("sha256")} for b in batches],
+        "cv": metrics.get("cv"),
+        f"{t}_f1": metrics.get("per_class", {}).get(t, {}).get("f1"),
+        "overall_accuracy": metrics.get("overall_accuracy"),
+    }
+
+
+def incoming_dir(root: Path) -> Path:
+    """A fresh directory inside ``root`` to train into before :func:`register` names it."""
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
+
+
+def register(root: Path, model_dir: Path) -> Model:
+    """Add the model in ``model_dir`` to the registry at ``root`` as ``root/<model_id>``
+    (moved when it lies inside ``root``, copied otherwise) and list it in the index."""
+    model = load_model(model_dir)
+    dst = root / model.model_id
+    if model_dir.resolve() != dst.resolve():
+        if dst.exists():  # the very same skops bytes are already registered
+            if model_dir.resolve().parent == root.resolve():
+                shutil.rmtree(model_dir)
+        elif model_dir.resolve().parent == root.resolve():
+            model_dir.rename(dst)
+        else:
+            shutil.copytree(model_dir, dst)
+    model = load_model(dst)
+    index = read_registry(root)
+    index["models"][model.model_id] = _summary(model)
+    write_json(root / REGISTRY_FILE, index)
+    return model
+
+
+def resolve(root: Path, ref: str | Path) -> Path:
+    """A model directory from a directory path, ``promoted``, a registry id (or unique
+    prefix) or ``registry:<id>``."""
+    if is_registry_ref(ref):
+        return resolve_model_ref(str(ref), root)
+    p = Path(ref)
+    if (p / "model.skops").is_file():
+        return p
+    if (root / REGISTRY_FILE).is_file() and "/" not in str(ref):
+        return resolve_model_ref(f"registry:{ref}", root)
+    raise ModelFileError(f"{ref} is neither a model directory nor a model id in the registry {root}")
+
+
+def promote(root: Path, ref: str | Path) -> Model:
+    """Make ``ref`` the registry's promoted model (registering it first if it is a model
+    directory outside the registry); the previous one is kept in ``history``."""
+    model = register(root, resolve(root, ref))
+    index = read_registry(root)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    if index.get("promoted") != model.model_id:
+        index.setdefault("history", []).append({"promoted": model.model_id, "at": now, "previous": index.get("promoted")})
+    index["promoted"] = model.model_id
+    write_json(root / REGISTRY_FILE, index)
+    return model
