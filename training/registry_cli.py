@@ -72,6 +72,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     result = compare_models(a, b, labels, samples)
     print(f"held-out labels {labels.path.name}: {result['models'][0]['n_plots']} plots, {len(samples.y)} pixels")
     print(format_comparison(result))
+    for m in result["models"]:
+        if m["overlap"]:
+            print(f"note: model {m['model_id']} was trained on {len(m['overlap'])} of these held-out plots; its metrics are optimistic")
     out = args.out / "compare.json"
     write_json(out, result)
     print(f"written {out}")
