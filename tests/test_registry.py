@@ -174,3 +174,18 @@ def test_compare_and_evaluate_on_a_held_out_batch(small_world, trained_model, ba
     assert (tmp_path / "ev" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "ev" / "per_class.csv").read_text().startswith("class,precision,recall,f1,support")
     assert load_model(batch1_model.path).model_id == batch1_model.model_id
+
+
+def test_calibration_report_survives_a_fold_without_a_class():
+    """Spatial folds on few plots can put every plot of a class in one fold's test part."""
+    from training.fit import calibration_report
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.array(["coca", "forest", "water"]), [40, 40, 10])
+    proba = rng.dirichlet([1, 1, 1], len(y))
+    idx = np.arange(len(y))
+    water = idx[y == "water"]
+    splits = [(np.setdiff1d(idx, water), water), (water, np.setdiff1d(idx, water))]
+    report, after = calibration_report(y, proba, splits, "temperature", "coca")
+    assert report["folds_not_calibrated"] == [0, 1]  # fold 1 trains on water only
+    np.testing.assert_array_equal(after, proba)

@@ -185,8 +185,14 @@ def calibration_report(
     of the target class, before and after, and the calibrated probabilities."""
     classes = np.unique(y)
     after = proba.copy()
+    skipped = []
     if method != "none":
-        for tr, te in splits:
+        for fold, (tr, te) in enumerate(splits):
+            if len(np.unique(y[tr])) < len(classes):
+                # All plots of a class fell in this fold's test part (spatial folds on few
+                # plots): no calibrator can be fitted without it; the fold stays uncalibrated.
+                skipped.append(fold)
+                continue
             after[te] = _calibrator(method, classes).fit(proba[tr], y[tr]).predict_proba(proba[te])
     t = int(np.searchsorted(classes, target_class))
     is_t = (y == target_class).astype(float)
@@ -215,6 +221,7 @@ def calibration_report(
         "before": summary(proba),
         "after": summary(after),
         "argmax_changed_fraction": float((np.argmax(after, axis=1) != np.argmax(proba, axis=1)).mean()),
+        "folds_not_calibrated": skipped,
     }
     return report, after
 
