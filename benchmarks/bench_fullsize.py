@@ -52,6 +52,7 @@ from fullsize_world import FullsizeSpec, FullsizeWorld, make_fullsize_world
 
 from estimator.classify import classify_dask, make_predictor
 from estimator.config import FitConfig, load_job, load_train
+from estimator.demo.runner import demo_stac
 from estimator.features import features_dask
 from estimator.load import configure_gdal, load_tile
 from estimator.mask import mask_stack
@@ -149,13 +150,7 @@ def _git_state() -> str:
 def _train_yaml(world: FullsizeWorld, stac_url: str, fit: dict[str, Any]) -> dict[str, Any]:
     s = world.base_spec
     return {
-        "stac": {
-            "url": stac_url,
-            "collection": "sentinel-2-l2a",
-            "provider": "local",
-            "max_cloud_cover": 95,
-            "page_size": 5,
-        },
+        "stac": demo_stac(stac_url),
         "period": {"start": s.start, "end": s.end},
         "grid": {"resolution": 10, "crs": f"EPSG:{s.epsg}", "tile_size": 512, "chunk_size": 512},
         "fit": fit,
@@ -166,13 +161,7 @@ def _train_yaml(world: FullsizeWorld, stac_url: str, fit: dict[str, Any]) -> dic
 def _job_yaml(world: FullsizeWorld, stac_url: str, model_dir: Path, tile_size: int, chunk_size: int) -> dict[str, Any]:
     s = world.base_spec
     return {
-        "stac": {
-            "url": stac_url,
-            "collection": "sentinel-2-l2a",
-            "provider": "local",
-            "max_cloud_cover": 95,
-            "page_size": 5,
-        },
+        "stac": demo_stac(stac_url),
         "period": {"start": s.start, "end": s.end},
         "regions": {"file": str(world.regions_path), "id_field": "region_id"},
         "grid": {"resolution": 10, "crs": f"EPSG:{s.epsg}", "tile_size": tile_size, "chunk_size": chunk_size},

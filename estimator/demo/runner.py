@@ -32,7 +32,7 @@ from .claims import write_demo_claims
 from .oracle import label_with_truth
 from .world import GENERATOR_VERSION, World, WorldSpec, generate_world
 
-__all__ = ["demo_job", "demo_train", "run_demo"]
+__all__ = ["demo_job", "demo_stac", "demo_train", "run_demo"]
 
 #: Reference sample of the demo: large, because the oracle labels for free and a small
 #: sample in the huge forest stratum cannot rule out missed coca (wide intervals).
@@ -42,11 +42,17 @@ DEMO_SAMPLE_N = 3000
 DEMO_FIT = {"n_estimators": 60, "max_depth": 14, "min_samples_leaf": 2, "max_pixels_per_plot": 40, "cv_folds": 5, "seed": 0}
 
 
+def demo_stac(stac_url: str) -> dict[str, Any]:
+    """The ``stac`` section of demo (and benchmark) jobs: a served world, no cloud filter on
+    the server side, small pages so paging is exercised."""
+    return {"url": stac_url, "collection": "sentinel-2-l2a", "provider": "local", "max_cloud_cover": 95, "page_size": 5}
+
+
 def demo_train(world: World, stac_url: str, tile_size: int = 512) -> dict[str, Any]:
     """Training file contents for a served world."""
     s = world.spec
     return {
-        "stac": {"url": stac_url, "collection": "sentinel-2-l2a", "provider": "local", "max_cloud_cover": 95, "page_size": 5},
+        "stac": demo_stac(stac_url),
         "period": {"start": s.start, "end": s.end},
         "grid": {"resolution": 10, "crs": f"EPSG:{s.epsg}", "tile_size": tile_size, "chunk_size": 512},
         "fit": DEMO_FIT,
@@ -58,7 +64,7 @@ def demo_job(world: World, stac_url: str, model_dir: Path, run_dir: Path, tile_s
     """Job file contents for a served world."""
     s = world.spec
     return {
-        "stac": {"url": stac_url, "collection": "sentinel-2-l2a", "provider": "local", "max_cloud_cover": 95, "page_size": 5},
+        "stac": demo_stac(stac_url),
         "period": {"start": s.start, "end": s.end},
         "regions": {"file": str(world.regions_path), "id_field": "region_id"},
         "grid": {"resolution": 10, "crs": f"EPSG:{s.epsg}", "tile_size": tile_size, "chunk_size": 512},
