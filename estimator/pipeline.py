@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dask
 import dask.array as da
@@ -52,6 +52,8 @@ from .search import SearchResult, search_items
 from .store import RunLocation
 
 __all__ = ["RunResult", "dask_context", "package_versions", "run", "tile_features"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 SYNTHETIC_PROPERTY = "demo:synthetic"
@@ -193,7 +195,7 @@ def _persist(*arrays: da.Array) -> tuple[da.Array, ...]:
 
 @dataclass(frozen=True)
 class _TileObs:
-    """A tile's persisted features and observation counts, with the dates of its slices."""
+    """A tile's features and observation counts (dask arrays), with the dates of its slices."""
 
     features: da.Array
     """``(F, y, x)`` features."""
@@ -206,13 +208,21 @@ class _TileObs:
 
 
 def _tile_observations(
-    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int], exclude: Sequence[str] = ()
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    clear_scl: Sequence[int],
+    exclude: Sequence[str] = (),
+    persist: bool = True,
 ) -> _TileObs | None:
+    """Load, mask and compute features for one tile; ``persist=False`` keeps the graph lazy
+    (the job classifies each chunk's features as they are made and never holds a tile's)."""
     stack = load_tile(tile, plan, items, exclude=exclude)
     if stack is None:
         return None
     m = mask_observations(stack.reflectance, stack.scl, clear_scl)
-    feats, counts, span = _persist(features_dask(m.masked.data), m.n_clear.data, m.span.data)
+    arrays = (features_dask(m.masked.data), m.n_clear.data, m.span.data)
+    feats, counts, span = _persist(*arrays) if persist else arrays
     return _TileObs(feats, counts, span, stack.groups)
 
 
@@ -238,21 +248,22 @@ def _clear_http_caches() -> None:
         pass
 
 
-def _tile_observations_robust(
-    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int]
-) -> tuple[_TileObs | None, list[str], str]:
-    """:func:`_tile_observations`, dropping unreadable items. Returns (result, failed items, error)."""
+def _read_robust(
+    tile: Tile, items: Mapping[str, pystac.Item], attempt: Callable[[Sequence[str]], _T]
+) -> tuple[_T | None, list[str], str]:
+    """``attempt(exclude)`` (which reads the tile's scenes, leaving out ``exclude``), with
+    unreadable items isolated and dropped. Returns (result, failed items, error)."""
     first = ""
-    for attempt in range(2):
+    for n in range(2):
         try:
-            return _tile_observations(tile, plan, items, clear_scl), [], ""
+            return attempt(()), [], ""
         except Exception as e:
             if not _is_read_error(e):
                 raise
             first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             # GDAL does not retry a body cut short, and caches the short range and failed
             # files in-process: clear that (on every worker) and read the tile once more.
-            if attempt == 0:
+            if n == 0:
                 log.warning("tile %s: read failed (%s); clearing GDAL's HTTP cache and retrying once", tile.id, first)
                 _clear_http_caches()
     tile_items = [i for g in tile.groups for i in g]
@@ -260,7 +271,7 @@ def _tile_observations_robust(
     if not bad:
         return None, tile_items, f"read failed and could not be isolated to an item: {first}"
     try:
-        return _tile_observations(tile, plan, items, clear_scl, exclude=bad), bad, ""
+        return attempt(bad), bad, ""
     except Exception as e:
         if not _is_read_error(e):
             raise
@@ -316,18 +327,6 @@ class _TileStore:
                 self.location.remove(f"tiles/{d}")
 
 
-@dataclass
-class _Bars:
-    """One bar per costly stage, counted in tiles: reading+features, then classification."""
-
-    load: Any
-    classify: Any
-
-    def skip(self) -> None:
-        self.load.update(1)
-        self.classify.update(1)
-
-
 def _tiles_in_flight(client: Any, job: JobConfig) -> int:
     if client is None:
         return 1
@@ -360,6 +359,51 @@ def _inside_regions(regions: Sequence[Region], geobox: Any) -> np.ndarray:
     return np.asarray(rasterize_regions(regions, geobox).any(axis=0))
 
 
+@dataclass(frozen=True)
+class _Classified:
+    """A tile's classification as computed: raw codes (before the minimum mapping unit),
+    target probability, clear counts, first/last clear slice, and the slices' item ids."""
+
+    raw_codes: np.ndarray
+    target: np.ndarray
+    n_clear: np.ndarray
+    span: np.ndarray
+    groups: tuple[tuple[str, ...], ...]
+
+
+def _classify_tile(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    regions: Sequence[Region],
+    model: Model,
+    estimator: Any,
+    clear_scl: Sequence[int],
+    exclude: Sequence[str] = (),
+) -> _Classified | None:
+    """Load -> mask -> features -> classify as one graph, computed at once: each chunk's
+    features are classified as soon as they are made and then dropped, so a worker holds a
+    few chunks' features, never a tile's (33 float32 layers of a 2048 px tile are 550 MB)."""
+    obs = _tile_observations(tile, plan, items, clear_scl, exclude, persist=False)
+    if obs is None:
+        return None
+    ny, nx = tile.geobox.shape.yx
+    # Only pixels inside a region are classified (predict_proba is the costly step). The
+    # mask is rasterized where the block runs, so no pixel array travels in the graph.
+    c = plan.chunk_size
+    inside = da.from_delayed(
+        dask.delayed(_inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool
+    ).rechunk((c, c))
+    probs_d = classify_dask(obs.features, estimator, len(model.classes), model.model_id, inside=inside)
+    # Reduce to what the outputs need where the blocks live: 1 byte of class, 4 of target
+    # probability and 4 of first/last clear slice per pixel travel back, not every class's
+    # probability.
+    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
+    target_d = probs_d[model.classes.index(model.target_class)]
+    raw_codes, target, n_clear, span = dask.compute(codes_d, target_d, obs.n_clear, obs.span)
+    return _Classified(raw_codes, target, n_clear, span, obs.groups)
+
+
 def _process_tile(
     tile: Tile,
     plan: Plan,
@@ -368,9 +412,8 @@ def _process_tile(
     model: Model,
     estimator: Any,
     job: JobConfig,
-    bars: _Bars,
 ) -> tuple[TilePartial, dict[str, np.ndarray]]:
-    """One tile: load -> mask -> features (persisted) -> classify -> sums and map blocks.
+    """One tile: classified pixels -> minimum mapping unit -> sums and map blocks.
 
     ``estimator`` is the :class:`~estimator.classify.Predictor`, or a :class:`ModelRef` to
     the copy installed on every worker.
@@ -389,45 +432,31 @@ def _process_tile(
         "last_day": np.zeros((ny, nx), np.uint16),
     }
     if not masks.any():
-        bars.skip()
         return TilePartial(tile.id, "done", {}), empty
-    obs, failed_items, error = _tile_observations_robust(tile, plan, items, job.mask.clear_scl)
-    bars.load.update(1)
+    res, failed_items, error = _read_robust(
+        tile,
+        items,
+        partial(_classify_tile, tile, plan, items, regions, model, estimator, job.mask.clear_scl),
+    )
     if error:
-        bars.classify.update(1)
         log.warning("tile %s failed: %s", tile.id, error)
         return failed_tile(tile.id, ids, masks, area, expected, error), empty
     failed_obs = _coverage(tile, plan, failed_items) if failed_items else np.zeros_like(expected)
-    if obs is None:  # no scene touches this tile: nothing observed
-        bars.classify.update(1)
+    if res is None:  # no scene touches this tile: nothing observed
         codes = np.zeros((ny, nx), np.uint8)
         return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
-    # Only pixels inside a region are classified (predict_proba is the costly step). The
-    # mask is rasterized where the block runs, so no pixel array travels in the graph.
-    c = plan.chunk_size
-    inside = da.from_delayed(
-        dask.delayed(_inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool
-    ).rechunk((c, c))
-    probs_d = classify_dask(obs.features, estimator, len(model.classes), model.model_id, inside=inside)
-    # Reduce to what the outputs need where the blocks live: 1 byte of class, 4 of target
-    # probability and 4 of first/last clear slice per pixel travel back, not every class's
-    # probability.
-    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
-    target_d = probs_d[model.classes.index(model.target_class)]
-    raw_codes, target, n_clear, span = dask.compute(codes_d, target_d, obs.n_clear, obs.span)
-    bars.classify.update(1)
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
-    codes, n_sieved = sieve_codes(raw_codes, min_px)
-    partial = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
-    partial.sieved_pixels = n_sieved
+    codes, n_sieved = sieve_codes(res.raw_codes, min_px)
+    part = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+    part.sieved_pixels = n_sieved
     # Where the classifier said the target before the minimum mapping unit, and when each
     # pixel was seen: the plots stage flags what the unit removed and dates every plot.
-    first_day, last_day = slice_days(span, [plan.items[g[0]].solar_day for g in obs.groups])
-    return partial, {
+    first_day, last_day = slice_days(res.span, [plan.items[g[0]].solar_day for g in res.groups])
+    return part, {
         "class": codes,
-        "prob": target.astype(np.float32),
-        "n_clear": n_clear.astype(np.int16),
-        "target_raw": (raw_codes == model.classes.index(model.target_class) + 1).astype(np.uint8),
+        "prob": res.target.astype(np.float32),
+        "n_clear": res.n_clear.astype(np.int16),
+        "target_raw": (res.raw_codes == model.classes.index(model.target_class) + 1).astype(np.uint8),
         "first_day": first_day,
         "last_day": last_day,
     }
@@ -632,12 +661,9 @@ def _run(
     store = _TileStore(location, _job_key(job, model, plan, regions))
     configure_gdal()
     reused: set[str] = set()
-    n = len(plan.tiles)
-    bars = _Bars(
-        tqdm(total=n, desc="load    ", unit="tile", disable=not progress, position=0),
-        tqdm(total=n, desc="classify", unit="tile", disable=not progress, position=1),
-    )
-    with timer("tiles"), bars.load, bars.classify:
+    # One bar in tiles: a tile is read, classified and checkpointed in one go.
+    bar = tqdm(total=len(plan.tiles), desc="tiles", unit="tile", disable=not progress)
+    with timer("tiles"), bar:
         # Install the model on every worker once (and on any that restarts or joins), not
         # inside each tile's graph; tasks refer to it by its sha256.
         estimator: Any = make_predictor(model, cascade=job.classify.cascade)
@@ -654,11 +680,12 @@ def _run(
             else:
                 done[tile.id] = prev
                 reused.add(tile.id)
-                bars.skip()
+                bar.update(1)
 
         def work(tile: Tile) -> TilePartial:
-            part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job, bars)
+            part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job)
             store.save(part, arrays)  # checkpoint as soon as the tile is finished
+            bar.update(1)
             return part
 
         for part in _map_tiles(work, todo, _tiles_in_flight(client, job)):
