@@ -57,7 +57,7 @@ from estimator.config import FitConfig, load_job, load_train
 from estimator.demo.runner import demo_stac
 from estimator.features import features_dask
 from estimator.load import configure_gdal, load_tile
-from estimator.mask import mask_stack
+from estimator.mask import mask_observations
 from estimator.model import forest_of, load_model
 from estimator.plan import make_plan
 from estimator.regions import job_regions, regions_bbox
@@ -267,8 +267,7 @@ def stages_and_naive(
             st.mpix += ny * nx / 1e6
             t0 = time.perf_counter()
             stack = load_tile(tile, plan, items)
-            masked, _ = mask_stack(stack.reflectance, stack.scl, job.mask.clear_scl)
-            (m,) = dask.persist(masked.data)
+            (m,) = dask.persist(mask_observations(stack, job.mask.clear_scl).masked.data)
             t1 = time.perf_counter()
             (f,) = dask.persist(features_dask(m))
             t2 = time.perf_counter()

@@ -113,9 +113,36 @@ def add_set_option(p: argparse.ArgumentParser, what: str = "job") -> None:
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--verbose", action="store_true", help="log progress details")
+    g = p.add_argument_group("common options")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--verbose", action="store_true", help="log progress details")
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    fn: Callable[[argparse.Namespace], int] | None,
+    *,
+    help: str,
+    description: str | None = None,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """One subcommand of every CLI here: ``help`` in the command list, ``description`` (or
+    ``help``) and the examples ``epilog`` kept as written, ``--debug/--quiet/--verbose``
+    listed apart (after the command's own options) and ``fn`` as what runs it. ``fn=None``
+    for a command group whose subcommands run."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if fn is not None:
+        add_common_options(p)
+        p.set_defaults(fn=fn)
+    return p
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -253,20 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
-        "run", help="run an estimation job", epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        sub, "run", _cmd_run, help="run an estimation job", epilog=EPILOG_RUN,
         description="Search, load, classify and aggregate; write estimates, maps, manifest and report.",
     )
     p.add_argument("job", type=Path, help="job YAML file")
     p.add_argument("--out", help="run directory or fsspec URL, e.g. s3://bucket/run (overrides the job's `output`)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(p)
-    add_common_options(p)
-    p.set_defaults(fn=_cmd_run)
 
-    pl = sub.add_parser(
-        "plan", help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    pl = add_command(
+        sub, "plan", _cmd_plan, help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
         description="Search and plan a job without reading pixels: scenes per tile and date, grid, chunks, "
         "bytes to read, memory per worker and a time forecast.",
     )
@@ -277,13 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
     pl.add_argument("--json", action="store_true", help="print JSON")
     add_set_option(pl)
-    add_common_options(pl)
-    pl.set_defaults(fn=_cmd_plan)
 
-    s = sub.add_parser(
-        "sample", help="draw a stratified reference sample from a run's class map", epilog=EPILOG_SAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Stratified random sample of pixel centres (Olofsson et al. 2014 allocation) for reference labeling.",
+    s = add_command(
+        sub, "sample", _cmd_sample, help="draw a stratified reference sample from a run's class map",
+        epilog=EPILOG_SAMPLE, description="Stratified random sample of pixel centres (Olofsson et al. 2014 allocation) for reference labeling.",
     )
     s.add_argument("run_dir", type=Path, help="run directory written by `estimator run`")
     s.add_argument("--out", type=Path, required=True, help="GeoJSON file to write")
@@ -293,13 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-per-stratum", type=int, default=50, help="minimum units per stratum (default 50)")
     s.add_argument("--strata", choices=["region-class", "class"], default="region-class", help="stratification (default region-class)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    add_common_options(s)
-    s.set_defaults(fn=_cmd_sample)
 
-    a = sub.add_parser(
-        "assess", help="error-adjusted areas and accuracy from a labeled reference sample", epilog=EPILOG_ASSESS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Design-based area estimates with 95 %% confidence intervals (Olofsson 2014 / Stehman 2014).",
+    a = add_command(
+        sub, "assess", _cmd_assess, help="error-adjusted areas and accuracy from a labeled reference sample",
+        epilog=EPILOG_ASSESS, description="Design-based area estimates with 95 %% confidence intervals (Olofsson 2014 / Stehman 2014).",
     )
     a.add_argument("run_dir", type=Path, help="run directory the sample was drawn from")
     a.add_argument("--reference", type=Path, required=True, help="labeled sample GeoJSON")
@@ -310,12 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--target-class", default="coca", help="class to print (default coca)")
     a.add_argument("--all-classes", action="store_true", help="print every class")
-    add_common_options(a)
-    a.set_defaults(fn=_cmd_assess)
 
-    c = sub.add_parser(
-        "compare", help="set reported claims beside a run's estimates", epilog=EPILOG_COMPARE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    c = add_command(
+        sub, "compare", _cmd_compare, help="set reported claims beside a run's estimates", epilog=EPILOG_COMPARE,
         description="Verdict per claim (consistent / contradicted / inconclusive with the reason) from the "
         "estimates' 95 %% confidence intervals.",
     )
@@ -330,14 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-relative-half-width", type=float, default=1.0,
         help="CI half-width / estimate above which agreement is inconclusive (default 1.0)",
     )
-    add_common_options(c)
-    c.set_defaults(fn=_cmd_compare)
 
     add_regions_parser(sub)
 
-    d = sub.add_parser(
-        "demo", help="generate, serve and estimate the synthetic demo world", epilog=EPILOG_DEMO,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    d = add_command(
+        sub, "demo", _cmd_demo, help="generate, serve and estimate the synthetic demo world", epilog=EPILOG_DEMO,
         description="Generate (once, cached) a synthetic Sentinel-2 world, serve it through a real STAC API "
         "and a Range-capable HTTP server on 127.0.0.1, train the demo model, run the job and print "
         "estimates beside the known truth.",
@@ -346,8 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
     d.add_argument("--size", type=int, default=1024, help="world size in 10 m pixels (default 1024)")
     d.add_argument("--dates", type=int, default=18, help="number of acquisition dates (default 18)")
-    add_common_options(d)
-    d.set_defaults(fn=_cmd_demo)
     return parser
 
 

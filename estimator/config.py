@@ -152,8 +152,9 @@ class ClusterConfig(_Strict):
     tiles_in_flight: int | None = Field(
         None,
         ge=1,
-        description="Tiles processed at once on a cluster (default: 2 per worker). Locally one tile at a "
-        "time: its chunks already use every core, and more tiles would only multiply memory.",
+        description="Tiles processed at once on a cluster (default: 2 per worker). Locally one tile's "
+        "pixels are computed at a time (its chunks already use every core) while the tile before it is "
+        "sieved, summed and checkpointed.",
     )
 
 

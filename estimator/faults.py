@@ -40,7 +40,6 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,11 +57,13 @@ from .serve import (
     LOOPBACK,
     ServedWorld,
     Server,
-    _log_tail,
+    log_tail,
     read_world_stac,
     relocate,
+    spawn_server,
     start_file_server,
     start_stac_server,
+    wait_until_ready,
 )
 
 __all__ = [
@@ -79,13 +80,11 @@ log = logging.getLogger(__name__)
 FaultKind = Literal["status", "stall", "drop", "truncate"]
 _KINDS = ("status", "stall", "drop", "truncate")
 _READY = "Fault proxy ready at"
-_POLL_INTERVAL_S = 0.05
 # Hop-by-hop headers belong to one connection, not to the message (RFC 9110, 7.6.1).
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 _MAX_HEAD_BYTES = 64 * 1024
-_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -253,10 +252,7 @@ def start_fault_proxy(
         "--log",
         str(request_log),
     ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+    process = spawn_server(cmd, log_path)
     proxy = FaultProxy(
         name="faults",
         url="",
@@ -267,22 +263,24 @@ def start_fault_proxy(
         request_log=request_log,
     )
     _RUNNING[process.pid] = proxy
-    deadline = time.monotonic() + ready_timeout
-    while True:
-        found = re.search(rf"{_READY} (http://\S+)", log_path.read_text(encoding="utf-8", errors="replace"))
+
+    def ready(log_text: str) -> bool:
+        found = re.search(rf"{_READY} (http://\S+)", log_text)
         if found:
             proxy.url = found.group(1)
-            log.info("fault proxy %s -> %s (pid %d)", proxy.url, proxy.upstream, process.pid)
-            return proxy
-        code = process.poll()
-        if code is not None or time.monotonic() >= deadline:
-            proxy.stop()
-            why = (
-                f"process exited with code {code}" if code is not None else f"not listening within {ready_timeout:g} s"
-            )
-            tail = _log_tail(log_path)
-            raise ServerStartError(f"fault proxy failed to start: {why}; log {log_path}:\n{tail}", log_tail=tail)
-        time.sleep(_POLL_INTERVAL_S)
+        return found is not None
+
+    try:
+        failure = wait_until_ready(process, log_path, ready, ready_timeout, "not listening")
+    except BaseException:
+        proxy.stop()
+        raise
+    if failure is not None:
+        proxy.stop()
+        tail = log_tail(log_path)
+        raise ServerStartError(f"fault proxy failed to start: {failure}; log {log_path}:\n{tail}", log_tail=tail)
+    log.info("fault proxy %s -> %s (pid %d)", proxy.url, proxy.upstream, process.pid)
+    return proxy
 
 
 def serve_world_with_faults(world_root: Path, workdir: Path, plan: FaultPlan) -> tuple[ServedWorld, FaultProxy]:

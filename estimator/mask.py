@@ -10,27 +10,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
-__all__ = ["MaskedStack", "clear_mask", "clear_span", "mask_observations", "mask_stack"]
+from .load import TileStack, to_reflectance
+
+__all__ = ["MaskedStack", "clear_mask", "clear_span", "mask_observations"]
 
 
-def clear_mask(scl: np.ndarray, reflectance: np.ndarray, clear_codes: Sequence[int], band_axis: int = 0) -> np.ndarray:
+def clear_mask(scl: np.ndarray, dn: np.ndarray, clear_codes: Sequence[int], band_axis: int = 0) -> np.ndarray:
     """Numpy kernel: True where SCL says clear and every band has data.
 
     Parameters
     ----------
     scl
         ``(time, y, x)`` SCL codes.
-    reflectance
-        ``(band, time, y, x)`` reflectance with NaN for no data.
+    dn
+        ``(band, time, y, x)`` digital numbers, 0 for no data.
     clear_codes
         SCL codes counted as clear.
     band_axis
-        Axis of ``reflectance`` holding bands; removing it must leave ``scl``'s shape.
+        Axis of ``dn`` holding bands; removing it must leave ``scl``'s shape.
     """
-    return np.isin(scl, np.asarray(clear_codes, dtype=scl.dtype)) & np.isfinite(reflectance).all(axis=band_axis)
+    return np.isin(scl, np.asarray(clear_codes, dtype=scl.dtype)) & (dn != 0).all(axis=band_axis)
 
 
 def clear_span(clear: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -62,43 +65,35 @@ class MaskedStack:
     clear observation, -1 where none."""
 
 
-def mask_observations(reflectance: xr.DataArray, scl: xr.DataArray, clear_codes: Sequence[int]) -> MaskedStack:
+def _masked_reflectance(dn: np.ndarray, clear: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    out = to_reflectance(dn, scale, offset)
+    out[:, ~clear] = np.nan  # in place: the chunk's only float copy of its bands
+    return out
+
+
+def _span_first_axis(clear: np.ndarray) -> np.ndarray:
+    return np.moveaxis(clear_span(clear, axis=0), -1, 0)
+
+
+def mask_observations(stack: TileStack, clear_codes: Sequence[int]) -> MaskedStack:
     """Lazy: reflectance with non-clear observations set to NaN, clear counts and the
-    first/last clear time index per pixel, all from one clear mask (one dask graph)."""
-    clear = xr.apply_ufunc(
-        clear_mask,
-        scl,
-        reflectance,
-        # apply_ufunc moves core dims last: scl (..., time), reflectance (..., band, time)
-        kwargs={"clear_codes": tuple(int(c) for c in clear_codes), "band_axis": -2},
-        input_core_dims=[["time"], ["band", "time"]],
-        output_core_dims=[["time"]],
-        dask="parallelized",
-        output_dtypes=[bool],
-    )
-    span = xr.apply_ufunc(
-        clear_span,
-        clear,
-        kwargs={"axis": -1},
-        input_core_dims=[["time"]],
-        output_core_dims=[["bound"]],
-        dask="parallelized",
-        output_dtypes=[np.int16],
-        dask_gufunc_kwargs={"output_sizes": {"bound": 2}},
-    ).transpose("bound", "y", "x")
-    clear = clear.transpose("time", "y", "x")
-    return MaskedStack(reflectance.where(clear), clear.sum("time").astype(np.int16), span)
+    first/last clear time index per pixel, all from one clear mask (one dask graph).
 
-
-def mask_stack(reflectance: xr.DataArray, scl: xr.DataArray, clear_codes: Sequence[int]) -> tuple[xr.DataArray, xr.DataArray]:
-    """Lazy: reflectance with non-clear observations set to NaN, and clear counts per pixel.
-
-    Returns
-    -------
-    masked
-        ``(band, time, y, x)`` float32.
-    n_clear
-        ``(y, x)`` int16 number of clear observations.
+    Scaling and masking are one step per chunk, on the digital numbers as read: a chunk holds
+    its bands as uint16 plus one float32 copy, not three float32 arrays.
     """
-    m = mask_observations(reflectance, scl, clear_codes)
-    return m.masked, m.n_clear
+    codes = tuple(int(c) for c in clear_codes)
+    dn, scl = stack.dn.data, stack.scl.data
+    clear = da.blockwise(
+        clear_mask, "tyx", scl, "tyx", dn, "btyx", clear_codes=codes, dtype=bool, concatenate=True
+    )
+    masked = da.blockwise(
+        _masked_reflectance, "btyx", dn, "btyx", clear, "tyx", scale=stack.scale, offset=stack.offset, dtype=np.float32
+    )
+    span = clear.map_blocks(_span_first_axis, chunks=((2,), *clear.chunks[1:]), dtype=np.int16)
+    yx = {k: stack.dn.coords[k] for k in ("y", "x")}
+    return MaskedStack(
+        masked=xr.DataArray(masked, coords=stack.dn.coords, dims=stack.dn.dims),
+        n_clear=xr.DataArray(clear.sum(axis=0, dtype=np.int16), coords=yx, dims=("y", "x")),
+        span=xr.DataArray(span, coords=yx, dims=("bound", "y", "x")),
+    )

@@ -22,6 +22,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.windows import Window
 
 from .estimate import RECORD_FIELDS, SCHEMA_VERSION
+from .load import GDAL_CACHE_BYTES
 from .store import atomic_path
 
 __all__ = [
@@ -93,7 +94,8 @@ def write_map_cog(
         "crs": str(grid.crs), "transform": grid.affine, "nodata": layer.nodata,
         "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
     }
-    with tempfile.TemporaryDirectory(dir=dst.parent) as tmpdir:
+    # GDAL's default block cache (5 % of RAM) would keep the blocks of the whole map.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), tempfile.TemporaryDirectory(dir=dst.parent) as tmpdir:
         stage = Path(tmpdir) / "stage.tif"
         with rasterio.open(stage, "w", **profile) as out:
             for tile_id, gb in tiles:

@@ -14,10 +14,11 @@ import io
 import json
 import logging
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -220,7 +221,7 @@ def _tile_observations(
     stack = load_tile(tile, plan, items, exclude=exclude)
     if stack is None:
         return None
-    m = mask_observations(stack.reflectance, stack.scl, clear_scl)
+    m = mask_observations(stack, clear_scl)
     arrays = (features_dask(m.masked.data), m.n_clear.data, m.span.data)
     feats, counts, span = _persist(*arrays) if persist else arrays
     return _TileObs(feats, counts, span, stack.groups)
@@ -329,7 +330,9 @@ class _TileStore:
 
 def _tiles_in_flight(client: Any, job: JobConfig) -> int:
     if client is None:
-        return 1
+        # Local threads: one tile computes (see the compute slot in _run) while the one
+        # before it is sieved, summed and checkpointed.
+        return 2
     if job.cluster.tiles_in_flight:
         return job.cluster.tiles_in_flight
     return max(2, 2 * len(client.scheduler_info(n_workers=-1).get("workers", {})))
@@ -412,11 +415,12 @@ def _process_tile(
     model: Model,
     estimator: Any,
     job: JobConfig,
+    compute_slot: AbstractContextManager[Any],
 ) -> tuple[TilePartial, dict[str, np.ndarray]]:
     """One tile: classified pixels -> minimum mapping unit -> sums and map blocks.
 
     ``estimator`` is the :class:`~estimator.classify.Predictor`, or a :class:`ModelRef` to
-    the copy installed on every worker.
+    the copy installed on every worker. The pixels are computed inside ``compute_slot``.
     """
     ny, nx = tile.geobox.shape.yx
     ids = [r.id for r in regions]
@@ -433,11 +437,12 @@ def _process_tile(
     }
     if not masks.any():
         return TilePartial(tile.id, "done", {}), empty
-    res, failed_items, error = _read_robust(
-        tile,
-        items,
-        partial(_classify_tile, tile, plan, items, regions, model, estimator, job.mask.clear_scl),
-    )
+    with compute_slot:
+        res, failed_items, error = _read_robust(
+            tile,
+            items,
+            partial(_classify_tile, tile, plan, items, regions, model, estimator, job.mask.clear_scl),
+        )
     if error:
         log.warning("tile %s failed: %s", tile.id, error)
         return failed_tile(tile.id, ids, masks, area, expected, error), empty
@@ -682,8 +687,13 @@ def _run(
                 reused.add(tile.id)
                 bar.update(1)
 
+        # On local threads one tile's pixels are computed at a time, on every core: a second
+        # tile's chunks would only compete for the same cores and double the memory. On a
+        # cluster the scheduler spreads the tiles in flight over the workers.
+        compute_slot: AbstractContextManager[Any] = threading.Lock() if client is None else nullcontext()
+
         def work(tile: Tile) -> TilePartial:
-            part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job)
+            part, arrays = _process_tile(tile, plan, items, regions, model, estimator, job, compute_slot)
             store.save(part, arrays)  # checkpoint as soon as the tile is finished
             bar.update(1)
             return part

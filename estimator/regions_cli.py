@@ -45,32 +45,33 @@ holding the three INEI 2007 GeoJSON files.
 def add_regions_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``regions list`` and ``regions show`` to the estimator's subcommands."""
     # Imported here: estimator.cli imports this module to build its parser.
-    from .cli import add_common_options
+    from .cli import add_command
 
-    r = sub.add_parser(
+    r = add_command(
+        sub,
         "regions",
+        None,
         help="list named regions and show their facts",
         epilog=EPILOG_REGIONS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Named regions of Peru (departments, provinces, coca monitoring zones) from INEI 2007 boundaries.",
     )
     rsub = r.add_subparsers(dest="regions_command", required=True, metavar="COMMAND")
 
-    ls = rsub.add_parser(
+    add_command(
+        rsub,
         "list",
+        _cmd_list,
         help="list the named regions of configs/regions.yaml",
         epilog=EPILOG_LIST,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="List the named regions: key, kind, number of INEI 2007 units, name.",
     )
-    add_common_options(ls)
-    ls.set_defaults(fn=_cmd_list)
 
-    sh = rsub.add_parser(
+    sh = add_command(
+        rsub,
         "show",
+        _cmd_show,
         help="area, bounding box, UTM zones and Sentinel-2 tiles of a region",
         epilog=EPILOG_SHOW,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Resolve a region against the INEI 2007 boundaries and print its facts.",
     )
     sh.add_argument("name", help="named region, department/province/district name, or ubigeo")
@@ -81,8 +82,6 @@ def add_regions_parser(sub: argparse._SubParsersAction) -> None:
         help="directory holding the boundary GeoJSONs (default: download and cache)",
     )
     sh.add_argument("--json", action="store_true", help="print the facts as JSON")
-    add_common_options(sh)
-    sh.set_defaults(fn=_cmd_show)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

@@ -434,25 +434,56 @@ def _start(spec: _ServerSpec, port: int | None, ready_timeout: float) -> Server:
             log.info("%s server: port %d was taken meanwhile, retrying", spec.name, chosen)
 
 
+def spawn_server(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server subprocess with its output in ``log_path`` and this package importable
+    (``python -m estimator...`` servers run from a source checkout too)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], log_path: Path, ready: Callable[[str], bool], timeout: float, what: str
+) -> str | None:
+    """Poll until ``ready(log text)`` holds; return why it did not (the process exited, or
+    ``what`` did not happen within ``timeout`` seconds), or None once ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            return f"process exited with code {code}"
+        if ready(log_path.read_text(encoding="utf-8", errors="replace")):
+            return None
+        if time.monotonic() >= deadline:
+            return f"{what} within {timeout:g} s"
+        time.sleep(_POLL_INTERVAL_S)
+
+
 def _launch(spec: _ServerSpec, port: int, ready_timeout: float) -> Server:
     cmd = spec.command(port)
     url = f"http://{LOOPBACK}:{port}"
-    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
     started = time.monotonic()
-    with spec.log_path.open("wb") as log_file:
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    process = spawn_server(cmd, spec.log_path)
     server = Server(name=spec.name, url=url, pid=process.pid, log_path=spec.log_path, _process=process)
     _RUNNING[process.pid] = server
+
+    def ready(log_text: str) -> bool:
+        # Bound (the marker is logged) and answering.
+        if spec.ready_marker not in log_text:
+            return False
+        status = _probe(url + "/")
+        return status is not None and spec.status_ok(status)
+
     try:
-        failure = _wait_ready(process, spec, url, ready_timeout)
+        failure = wait_until_ready(process, spec.log_path, ready, ready_timeout, f"no answer from {url}/")
     except BaseException:
         server.stop()
         raise
     if failure is not None:
         server.stop()
-        tail = _log_tail(spec.log_path)
+        tail = log_tail(spec.log_path)
         raise ServerStartError(
             f"{spec.name} server failed to start: {failure}; command: {shlex.join(cmd)}; "
             f"log {spec.log_path}:\n{tail or '  (log is empty)'}",
@@ -461,24 +492,6 @@ def _launch(spec: _ServerSpec, port: int, ready_timeout: float) -> Server:
     elapsed = time.monotonic() - started
     log.info("%s server ready at %s (pid %d) in %.2f s", spec.name, url, process.pid, elapsed)
     return server
-
-
-def _wait_ready(process: subprocess.Popen[bytes], spec: _ServerSpec, url: str, timeout: float) -> str | None:
-    """Poll until the process has bound its port and answers; return why not, or None."""
-    deadline = time.monotonic() + timeout
-    bound = False
-    while True:
-        code = process.poll()
-        if code is not None:
-            return f"process exited with code {code}"
-        bound = bound or spec.ready_marker in spec.log_path.read_text(encoding="utf-8", errors="replace")
-        if bound:
-            status = _probe(url + "/")
-            if status is not None and spec.status_ok(status):
-                return None
-        if time.monotonic() >= deadline:
-            return f"no answer from {url}/ within {timeout:g} s"
-        time.sleep(_POLL_INTERVAL_S)
 
 
 def _probe(url: str) -> int | None:
@@ -492,7 +505,7 @@ def _probe(url: str) -> int | None:
         return None
 
 
-def _log_tail(path: Path) -> str:
+def log_tail(path: Path) -> str:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:

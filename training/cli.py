@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimator.cli import add_common_options, add_set_option, guarded
+from estimator.cli import add_command, add_set_option, guarded
 
 from .labels_cli import add_labels_parser
 from .registry_cli import add_registry_commands
@@ -93,9 +93,8 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="training", description="Train the coca classifier from labeled plots.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    f = sub.add_parser(
-        "fit", help="extract features at labeled plots and fit a model", epilog=EPILOG_FIT,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    f = add_command(
+        sub, "fit", _cmd_fit, help="extract features at labeled plots and fit a model", epilog=EPILOG_FIT,
         description="Search and load imagery over the labeled plots with the estimator's own code, "
         "cross-validate grouped by plot, fit, and save model.skops + card.json.",
     )
@@ -109,14 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(f, "training")
-    add_common_options(f)
-    f.set_defaults(fn=_cmd_fit)
     add_labels_parser(sub)
     add_registry_commands(sub)
 
-    s = sub.add_parser(
-        "suggest", help="propose where to label next (active learning)", epilog=EPILOG_SUGGEST,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    s = add_command(
+        sub, "suggest", _cmd_suggest, help="propose where to label next (active learning)", epilog=EPILOG_SUGGEST,
         description="Rank a run's observed pixels by the uncertainty of the target probability, allocate "
         "them across regions and keep them spread out; write a GeoJSON to label.",
     )
@@ -127,8 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-per-region", type=int, default=10, help="minimum points per region when --n allows (default 10)")
     s.add_argument("--per-region", action="store_true", help="split --n equally across regions")
     s.add_argument("--seed", type=int, default=0, help="seed for tie-breaks (default 0)")
-    add_common_options(s)
-    s.set_defaults(fn=_cmd_suggest)
     return parser
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from estimator.cli import add_common_options
+from estimator.cli import add_command
 from estimator.errors import LabelFileError
 
 __all__ = ["add_labels_parser"]
@@ -85,11 +85,15 @@ def _classes(counts: dict[str, int]) -> str:
 
 def add_labels_parser(sub: Any) -> None:
     """Register ``labels add`` and ``labels list`` on the ``training`` subparsers."""
-    lab = sub.add_parser("labels", help="manage a label store (add batches, list them)",
-                         description="A label store accumulates validated batches of labeled plots with provenance.")
+    lab = add_command(
+        sub, "labels", None, help="manage a label store (add batches, list them)",
+        description="A label store accumulates validated batches of labeled plots with provenance.",
+    )
     lsub = lab.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
-    a = lsub.add_parser("add", help="validate a GeoJSON/GeoPackage of labeled plots and add it as a batch",
-                        epilog=EPILOG_ADD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = add_command(
+        lsub, "add", _cmd_add, help="validate a GeoJSON/GeoPackage of labeled plots and add it as a batch",
+        epilog=EPILOG_ADD,
+    )
     a.add_argument("file", type=Path, help="GeoJSON (lon/lat) or GeoPackage (with a CRS) of labeled plots")
     a.add_argument("--store", type=Path, required=True, help="label store directory (created if absent)")
     a.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
@@ -101,9 +105,5 @@ def add_labels_parser(sub: Any) -> None:
     a.add_argument("--where", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                    help="add only features whose property KEY equals VALUE (repeatable)")
     a.add_argument("--skip-invalid", action="store_true", help="add the valid features; write the rejected ones to rejected.geojson")
-    add_common_options(a)
-    a.set_defaults(fn=_cmd_add)
-    ls = lsub.add_parser("list", help="table of the store's batches with counts per class")
+    ls = add_command(lsub, "list", _cmd_list, help="table of the store's batches with counts per class")
     ls.add_argument("--store", type=Path, required=True, help="label store directory")
-    add_common_options(ls)
-    ls.set_defaults(fn=_cmd_list)

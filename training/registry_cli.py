@@ -98,14 +98,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_registry_commands(sub: Any) -> None:
     """Add ``promote``, ``compare`` and ``evaluate`` to the ``training`` subparsers."""
-    from estimator.cli import add_common_options, add_set_option
+    from estimator.cli import add_command, add_set_option
 
     from .registry import DEFAULT_REGISTRY
-
-    def parser(name: str, fn: Any, help: str, epilog: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(fn=fn)
-        return p
 
     def common(p: argparse.ArgumentParser, heldout: bool) -> None:
         p.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="model registry (default: models)")
@@ -114,19 +109,18 @@ def add_registry_commands(sub: Any) -> None:
             p.add_argument("--config", type=Path, help="training YAML for feature extraction (default: model A's)")
             p.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
             add_set_option(p, "training")
-        add_common_options(p)
 
-    p = parser("promote", _cmd_promote, "make a model the one jobs with `model: promoted` use", EPILOG_PROMOTE)
+    p = add_command(sub, "promote", _cmd_promote, help="make a model the one jobs with `model: promoted` use", epilog=EPILOG_PROMOTE)
     p.add_argument("model", help="model id in the registry, or a model directory")
     common(p, heldout=False)
 
-    p = parser("compare", _cmd_compare, "score two models on the same held-out labels", EPILOG_COMPARE)
+    p = add_command(sub, "compare", _cmd_compare, help="score two models on the same held-out labels", epilog=EPILOG_COMPARE)
     p.add_argument("model_a", help="model id, `promoted`, or model directory")
     p.add_argument("model_b", help="model id, `promoted`, or model directory")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for compare.json (default: .)")
     common(p, heldout=True)
 
-    p = parser("evaluate", _cmd_evaluate, "confusion matrix and per-class metrics on labels", EPILOG_EVALUATE)
+    p = add_command(sub, "evaluate", _cmd_evaluate, help="confusion matrix and per-class metrics on labels", epilog=EPILOG_EVALUATE)
     p.add_argument("model", help="model id, `promoted`, or model directory")
     p.add_argument("--out", type=Path, help="output directory (default: evaluation-<model_id>)")
     common(p, heldout=True)
