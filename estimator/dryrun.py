@@ -97,7 +97,8 @@ def summarize(plan: Plan, regions: Sequence[Region], *, workers: int = 1, thread
         "items_per_date": dict(sorted(days.items())),
         "pixels": {"tile_pixels": tile_px, "region_pixels": region_px, "pixel_reads": reads_px},
         "bytes_to_read": int(native_bytes),
-        "memory_per_worker_bytes": int(chunk_mem * threads_per_worker),
+        "memory_per_worker_bytes": int(costs.WORKER_BASE_BYTES + chunk_mem * threads_per_worker),
+        "threads_per_worker": threads_per_worker,
         "forecast_seconds": {"read": round(read_s), "features": round(feat_s), "classify": round(cls_s), "total": round(read_s + feat_s + cls_s)},
         "cores_assumed": cores,
         "tiles": per_tile,
@@ -132,7 +133,8 @@ def format_summary(d: dict[str, Any], regions: Sequence[Region]) -> str:
         f"pixels: {d['pixels']['tile_pixels']:,} on the grid tiles, {d['pixels']['region_pixels']:,} inside regions "
         f"(classified), {d['pixels']['pixel_reads']:,} pixel x date reads",
         f"to read: about {_human(d['bytes_to_read'])} of COG data (before compression)",
-        f"memory per worker: about {_human(d['memory_per_worker_bytes'])} (2 threads x one chunk of all dates)",
+        f"memory per worker: about {_human(d['memory_per_worker_bytes'])} (the process, plus "
+        f"{d['threads_per_worker']} thread(s) x one chunk of all dates)",
         f"forecast on {d['cores_assumed']} core(s): read {_duration(f['read'])}, features {_duration(f['features'])}, "
         f"classify {_duration(f['classify'])}; total about {_duration(f['total'])} (from BENCHMARKS.md figures)",
     ]

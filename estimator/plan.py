@@ -22,6 +22,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from .bands import BASELINE_OFFSET_VERSION, BOA_OFFSET_DN, REFLECTANCE_BANDS
+from .costs import BYTES_PER_PX_SLICE
 from .errors import ConfigError
 from .grid import make_grid, utm_crs_for
 from .regions import Region, to_crs
@@ -224,14 +225,11 @@ def make_plan(
 
 #: Memory one dask chunk may take while its features are computed.
 CHUNK_MEMORY_BYTES = 768 * 2**20
-#: Bytes per pixel per time slice in that step: 10 reflectance bands as float32, held about
-#: three times over (loaded, masked, indices), plus SCL.
-_BYTES_PER_PX_SLICE = 10 * 4 * 3 + 2
 
 
 def auto_chunk_size(requested: int, n_slices: int, budget: int = CHUNK_MEMORY_BYTES) -> int:
     """The chunk edge, shrunk (in steps of 64 px, not below 128) so that a chunk of
     ``n_slices`` dates fits ``budget``: a year of Sentinel-2 (70+ dates) at 1024 px would
     need about 9 GB per chunk."""
-    fit = int((budget / (max(n_slices, 1) * _BYTES_PER_PX_SLICE)) ** 0.5) // 64 * 64
+    fit = int((budget / (max(n_slices, 1) * BYTES_PER_PX_SLICE)) ** 0.5) // 64 * 64
     return max(128, min(requested, fit))
