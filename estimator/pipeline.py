@@ -13,6 +13,7 @@ import importlib
 import io
 import json
 import logging
+import os
 import platform
 import threading
 import time
@@ -127,7 +128,11 @@ def dask_context(address: str | None, client: Any = None) -> Iterator[Any]:
             yield client
         return
     if not address:
-        with dask.config.set(scheduler="threads"):
+        # One pool for the run: dask's threaded scheduler otherwise starts a pool per calling
+        # thread, and the tiles are computed from their own threads.
+        with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dask") as pool, dask.config.set(
+            scheduler="threads", pool=pool
+        ):
             yield None
         return
     from distributed import Client
