@@ -101,6 +101,44 @@ def test_rerun_reuses_finished_tiles_and_reproduces_estimates(first_run):
     assert again.records == result.records
 
 
+def test_resumed_job_reads_no_pixel_of_a_finished_tile(small_world, trained_model, tmp_path, monkeypatch):
+    """Every COG request goes through a logging proxy: a rerun of a finished job in a new
+    process (GDAL caches what it read in-process) sends none. After losing one tile's
+    checkpoint (a job killed before that tile was saved) the rerun loads that tile only."""
+    import estimator.pipeline as pipeline
+    from estimator.faults import FaultPlan, serve_world_with_faults
+
+    served, proxy = serve_world_with_faults(small_world.root, tmp_path / "serve", FaultPlan())
+    with served:
+        job = _job(tmp_path, small_world, served.stac_url, trained_model)
+        first = run(job, progress=False)
+        first_reads = len(proxy.requests(r"\.tif"))
+        assert first_reads > 0
+        r = subprocess.run(
+            [sys.executable, "-m", "estimator", "run", str(tmp_path / "run.yaml"), "--quiet"], capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        assert len(proxy.requests(r"\.tif")) == first_reads, "a rerun of a finished job read pixels again"
+
+        done = [t["id"] for t in first.manifest["tiles"] if t["status"] == "done"]
+        assert len(done) >= 4
+        lost = done[len(done) // 2]
+        (checkpoint,) = job.output.glob(f"tiles/*/{lost}.json")
+        checkpoint.unlink()
+        loaded: list[str] = []
+        real_load = pipeline.load_tile
+
+        def spy(tile, *args, **kwargs):
+            loaded.append(tile.id)
+            return real_load(tile, *args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "load_tile", spy)
+        resumed = run(job, progress=False)
+    assert loaded == [lost]
+    assert [t["id"] for t in resumed.manifest["tiles"] if not t["reused"]] == [lost]
+    assert resumed.records == first.records
+
+
 def test_unreadable_scene_is_counted_as_failed_reads_not_zeros(small_world, trained_model, tmp_path):
     world_copy = tmp_path / "world"
     shutil.copytree(small_world.root, world_copy)
