@@ -28,7 +28,15 @@ from .bands import REFLECTANCE_BANDS
 from .plan import Plan, Tile
 from .providers import get_provider, url_patcher
 
-__all__ = ["GDAL_HTTP_OPTIONS", "TileStack", "configure_gdal", "find_unreadable", "load_tile", "to_reflectance"]
+__all__ = [
+    "GDAL_CACHE_BYTES",
+    "GDAL_HTTP_OPTIONS",
+    "TileStack",
+    "configure_gdal",
+    "find_unreadable",
+    "load_tile",
+    "to_reflectance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +83,7 @@ def clear_http_cache() -> bool:
 #: GDAL's raster block cache, in bytes (rasterio takes an integer). GDAL's default is 5 % of
 #: the machine's RAM per process (1.2 GiB on 24 GiB), filled by whatever dataset is open:
 #: writing the run's maps could hold that much. A job reads each COG block about once, so
-#: a small cache costs no reads (a 3x3-tile job's worker peaked at 2.02 GiB with it, 2.16
+#: a small cache costs no reads (a 16-tile job's worker peaked at 2.02 GiB with it, 2.16
 #: without).
 GDAL_CACHE_BYTES = 256 * 2**20
 
