@@ -26,5 +26,6 @@ CLASSIFY_MPIX_PER_S = 0.9
 #: traced allocations, 127 B per pixel and date (full-size benchmark world).
 BYTES_PER_PX_SLICE = 10 * 4 * 3 + 2
 #: Resident memory of a worker process before any chunk (Python, numpy, numba kernels,
-#: GDAL, the model): 0.44 GiB measured on the demo world's LocalCluster workers.
+#: GDAL, the model): 0.44 GiB measured on LocalCluster workers in bench_fullsize's 512 px
+#: smoke run (BENCHMARKS.md), where chunks are tiny.
 WORKER_BASE_BYTES = int(0.45 * 2**30)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from estimator.costs import WORKER_BASE_BYTES
 from estimator.demo.runner import demo_job
 
 pytestmark = pytest.mark.integration
@@ -41,5 +42,14 @@ def test_plan_command_searches_saves_and_replans_offline(small_world, served_wor
     )
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["pixels"] == px
+    # memory per worker: the worker process, plus one chunk of all dates per thread asked for
+    r1 = subprocess.run(
+        [sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml", "--items", saved, "--json", "--threads", "1"],
+        capture_output=True, text=True,
+    )
+    assert r1.returncode == 0, r1.stderr
+    one, two = json.loads(r1.stdout)["memory_per_worker_bytes"], json.loads(r2.stdout)["memory_per_worker_bytes"]
+    chunk = two - one
+    assert chunk > 0 and one - chunk == pytest.approx(WORKER_BASE_BYTES, abs=2)
     r3 = subprocess.run([sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml"], capture_output=True, text=True)
     assert r3.returncode == 2 and "cannot reach the STAC API" in r3.stderr
