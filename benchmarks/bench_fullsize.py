@@ -8,7 +8,7 @@ Makes (once, cached) the SYNTHETIC full-size world of ``fullsize_world.py`` and 
 trained on its labels with the project's training code (100 trees, depth 20 unless told),
 serves the world on loopback (STAC API + Range-capable COG server), then measures:
 
-1. read-only: every tile of the job's plan loaded through ``estimator.load.load_tile``
+1. read-only: every tile of the job's plan loaded through ``estimator.stages.load.load_tile``
    (all reflectance bands + SCL, all dates, same grid and chunks) and reduced with a sum,
    local threaded scheduler, one tile at a time like the job: the I/O limit;
 2. the full job (``pipeline.run``), local threads, fresh run directory; the manifest's
@@ -52,17 +52,18 @@ from bench_workers import _timed
 from distributed import Client, LocalCluster
 from fullsize_world import FullsizeSpec, FullsizeWorld, make_fullsize_world
 
-from estimator.classify import classify_dask, make_predictor
 from estimator.config import FitConfig, load_job, load_train
 from estimator.demo.runner import demo_stac
-from estimator.features import features_dask
-from estimator.load import configure_gdal, load_tile
-from estimator.mask import mask_observations
-from estimator.model import forest_of, load_model
-from estimator.plan import make_plan
-from estimator.regions import job_regions, regions_bbox
-from estimator.search import search_items
-from estimator.serve import serve_world
+from estimator.regions.geometry import regions_bbox
+from estimator.regions.job import job_regions
+from estimator.stages.classify import classify_dask, make_predictor
+from estimator.stages.features import features_dask
+from estimator.stages.load import configure_gdal, load_tile
+from estimator.stages.mask import mask_observations
+from estimator.stages.model import forest_of, load_model
+from estimator.stages.plan import make_plan
+from estimator.stages.search import search_items
+from estimator.testing.servers import serve_world
 
 GiB = 2**30
 

@@ -18,9 +18,9 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from scipy import ndimage
 
-from estimator.classify import sieve_codes
 from estimator.grid import pixel_area_m2
-from estimator.plots import TileLayers, make_plots
+from estimator.stages.classify import sieve_codes
+from estimator.stages.plots import TileLayers, make_plots
 
 GRID = Affine(10, 0, 500_000, 0, -10, 9_000_000)
 

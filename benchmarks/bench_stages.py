@@ -6,9 +6,9 @@ Reports the median of --repeat runs for each variant, all measured side by side 
 process (these machines are noisy; compare ratios, not absolute numbers across runs):
 
 * features: the vectorised numpy reference (tests/features_reference.py) against the
-  compiled kernel (estimator.features), 1 thread; and the kernel on dask threads;
+  compiled kernel (estimator.stages.features), 1 thread; and the kernel on dask threads;
 * classification: scikit-learn ``predict_proba`` (n_jobs=1) against
-  ``estimator.treeeval.PackedForest.predict_proba``, 1 thread, on the block's observed
+  ``estimator.stages.treeeval.PackedForest.predict_proba``, 1 thread, on the block's observed
   pixels, for the --model and for a "realistic" forest (100 trees, depth 20) fitted here.
 
 With --world (a demo world directory), the block is the world's top-left corner read from
@@ -36,9 +36,9 @@ from rasterio.windows import Window
 from sklearn.ensemble import RandomForestClassifier
 
 from estimator.bands import REFLECTANCE_BANDS, SCL_CLEAR_DEFAULT
-from estimator.features import FEATURE_NAMES, compute_features, features_dask
-from estimator.mask import clear_mask
-from estimator.treeeval import pack_forest
+from estimator.stages.features import FEATURE_NAMES, compute_features, features_dask
+from estimator.stages.mask import clear_mask
+from estimator.stages.treeeval import pack_forest
 
 # The numpy features kernel now lives with the tests, as the compiled kernel's reference.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -132,7 +132,7 @@ def main() -> None:
     ok = np.isfinite(flat).all(axis=1)
     X = np.ascontiguousarray(flat[ok])
     if args.model:
-        from estimator.model import load_model
+        from estimator.stages.model import load_model
 
         est = load_model(args.model).estimator
         _classify(f"model {args.model} ({est.n_estimators} trees, depth {est.max_depth})", est, X, args.repeat)

@@ -21,8 +21,8 @@ import yaml
 from distributed import LocalCluster
 
 from estimator.config import load_job
-from estimator.pipeline import run
-from estimator.serve import serve_world
+from estimator.run.pipeline import run
+from estimator.testing.servers import serve_world
 
 
 def _timed(job_path: Path, out: Path, scheduler: str | None) -> float:

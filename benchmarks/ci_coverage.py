@@ -16,12 +16,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from estimator.assess import assess_run
 from estimator.demo.oracle import label_with_truth
 from estimator.demo.world import load_world
-from estimator.outputs import write_json
-from estimator.rundir import open_run
-from estimator.sample import draw_sample
+from estimator.location import write_json
+from estimator.run.rundir import open_run
+from estimator.stats.assess import assess_run
+from estimator.stats.sample import draw_sample
 
 
 def coverage(demo: Path, n: int, seeds: int, target: str = "coca", min_true_ha: float = 50.0) -> dict[str, dict[str, int]]:

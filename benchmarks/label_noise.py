@@ -30,7 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 from estimator.config import FitConfig, load_train
 from estimator.demo.runner import DEMO_FIT, demo_train
 from estimator.demo.world import WorldSpec, generate_world
-from estimator.serve import serve_world
+from estimator.testing.servers import serve_world
 from training.extract import Samples, extract_samples, read_labels
 from training.fit import calibration_report, cv_splits, fold_metrics, out_of_fold
 

@@ -3,7 +3,7 @@
 Stages (one module each): search -> plan -> load -> mask -> features -> classify ->
 aggregate -> estimate; ``pipeline.run`` chains them. See DESIGN.md for the data flow.
 
-Names are imported lazily so that light entry points (``python -m estimator.serve``)
+Names are imported lazily so that light entry points (``python -m estimator.testing.servers``)
 start in a tenth of a second instead of importing dask and scikit-learn.
 """
 
@@ -16,7 +16,7 @@ __all__ = ["EstimatorError", "JobConfig", "RunResult", "TrainConfig", "load_job"
 
 _WHERE = {
     "JobConfig": "config", "TrainConfig": "config", "load_job": "config", "load_train": "config",
-    "EstimatorError": "errors", "RunResult": "pipeline", "run": "pipeline",
+    "EstimatorError": "errors", "RunResult": "run.pipeline", "run": "run.pipeline",
 }
 
 

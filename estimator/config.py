@@ -17,9 +17,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .bands import SCL_CLEAR_DEFAULT
-from .errors import ConfigError, EstimatorError
-from .store import as_output
+from estimator.bands import SCL_CLEAR_DEFAULT
+from estimator.errors import ConfigError, EstimatorError
+from estimator.location import as_output
+from estimator.modelrefs import REGISTRY_ENV, is_registry_ref, resolve_model_ref
 
 __all__ = [
     "ClassifyConfig",
@@ -285,8 +286,6 @@ def _resolve(base: Path, p: Path) -> Path:
 def _resolve_model(base: Path, ref: Path) -> Path:
     """A model directory, or the directory a registry reference names (resolved now, so the
     run and its manifest name one concrete model even if another is promoted meanwhile)."""
-    from .model import REGISTRY_ENV, is_registry_ref, resolve_model_ref  # skops is slow to import
-
     if not is_registry_ref(ref):
         return _resolve(base, ref)
     env = os.environ.get(REGISTRY_ENV)

@@ -68,19 +68,6 @@ class ReadFailureError(EstimatorError, OSError):
     """Pixels could not be read and the job cannot account for them."""
 
 
-class ServerStartError(EstimatorError, RuntimeError):
-    """A loopback server did not come up.
-
-    The message is one line naming the server, the reason and the command, followed by the
-    last lines of the server's log.
-    """
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
-        """The last lines of the server's log, as in the message."""
-
-
 class BoundaryFileError(EstimatorError, ValueError):
     """A boundary file is missing or does not match its registered sha256."""
 
@@ -103,7 +90,3 @@ class UnknownProviderError(EstimatorError, LookupError):
 
 class ItemMetadataError(EstimatorError, ValueError):
     """A STAC Item lacks metadata the pipeline needs (a band, or its CRS)."""
-
-
-class DemoWorldError(EstimatorError, ValueError):
-    """A demo world directory is missing, incomplete, or from another generator version."""

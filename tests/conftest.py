@@ -45,7 +45,7 @@ def small_world(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def served_world(small_world, tmp_path_factory):
-    from estimator.serve import serve_world
+    from estimator.testing.servers import serve_world
 
     with serve_world(small_world.root, tmp_path_factory.mktemp("serve")) as served:
         yield served
@@ -73,7 +73,7 @@ def small_run(small_world, served_world, trained_model, tmp_path_factory):
 
     from estimator.config import load_job
     from estimator.demo.runner import demo_job
-    from estimator.pipeline import run
+    from estimator.run.pipeline import run
 
     d = tmp_path_factory.mktemp("job")
     (d / "run.yaml").write_text(yaml.safe_dump(demo_job(small_world, served_world.stac_url, trained_model.path, d / "run", tile_size=256)))

@@ -1,6 +1,6 @@
 """The vectorised numpy features kernel that the compiled one replaced, kept as its reference.
 
-Not product code: ``tests/test_features.py`` checks :func:`estimator.features.compute_features`
+Not product code: ``tests/test_features.py`` checks :func:`estimator.stages.features.compute_features`
 against :func:`reference_features`, and ``benchmarks/bench_stages.py`` times both.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from estimator.bands import REFLECTANCE_BANDS
-from estimator.features import FEATURE_NAMES, HARVEST_DROP, INDICES
+from estimator.stages.features import FEATURE_NAMES, HARVEST_DROP, INDICES
 
 __all__ = ["quantiles", "reference_features"]
 

@@ -8,9 +8,9 @@ from odc.geo.geobox import GeoBox
 from pyproj import Geod, Proj
 from shapely.geometry import Polygon, box
 
-from estimator.aggregate import RegionSums, TilePartial, aggregate_tile, failed_tile, reduce_partials
 from estimator.grid import make_grid, pixel_area_m2, utm_crs_for
-from estimator.regions import Region, rasterize_regions, to_crs
+from estimator.regions.geometry import Region, rasterize_regions, to_crs
+from estimator.stages.aggregate import RegionSums, TilePartial, aggregate_tile, failed_tile, reduce_partials
 
 GEOD = Geod(ellps="WGS84")
 

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from estimator.area import AreaSampleError, allocate, olofsson, sample_size, stehman
+from estimator.stats.area import AreaSampleError, allocate, olofsson, sample_size, stehman
 
 
 @pytest.fixture(scope="module")

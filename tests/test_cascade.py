@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from estimator.classify import Predictor, cascade_usable, make_predictor
 from estimator.errors import ModelFileError
-from estimator.features import FEATURE_NAMES
-from estimator.model import load_model
+from estimator.stages.classify import Predictor, cascade_usable, make_predictor
+from estimator.stages.features import FEATURE_NAMES
+from estimator.stages.model import load_model
 from training.fit import recall_threshold, save_model
 
 CLASSES = ("coca", "forest", "water")
@@ -114,7 +114,7 @@ def test_first_stage_below_the_recall_floor_is_not_used(tmp_path, forests):
 
 def test_cascade_changes_coca_area_by_under_half_a_percent(small_run, tmp_path):
     """Same job with and without the first stage: mapped coca within 0.5 %."""
-    from estimator.pipeline import run
+    from estimator.run.pipeline import run
 
     job, fast = small_run
     slow = run(job.model_copy(update={
@@ -131,7 +131,7 @@ def test_cascade_changes_coca_area_by_under_half_a_percent(small_run, tmp_path):
 
 
 def test_sieve_merges_small_patches_and_leaves_sliver_tiles_alone():
-    from estimator.classify import sieve_codes
+    from estimator.stages.classify import sieve_codes
 
     codes = np.full((20, 20), 2, np.uint8)
     codes[5:7, 5:7] = 1  # 4 px patch, under a 10 px unit

@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from estimator.claims import DEFAULT_CLAIMS, HA_PER_ACRE, Claim, load_claims
+from estimator.claims.registry import DEFAULT_CLAIMS, HA_PER_ACRE, Claim, load_claims
 from estimator.errors import ClaimsError
-from estimator.named_regions import list_regions
+from estimator.regions.named import list_regions
 
 SEED = "claims/peru_coca_claims_sources.yaml"
 

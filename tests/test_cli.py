@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from estimator.demo.runner import demo_job
-from estimator.serve import free_port
+from estimator.testing.servers import free_port
 
 
 def _cli(*args, module="estimator", cwd=None):

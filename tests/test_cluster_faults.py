@@ -30,7 +30,7 @@ import yaml
 
 from estimator.config import JobConfig, load_job
 from estimator.demo.runner import demo_job
-from estimator.pipeline import run
+from estimator.run.pipeline import run
 
 pytestmark = pytest.mark.integration
 

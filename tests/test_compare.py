@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from estimator.claims import Claim
-from estimator.cli import main
-from estimator.compare import (
+from estimator.claims.compare import (
     NO_CI,
     Estimate,
     compare_runs,
@@ -24,6 +22,8 @@ from estimator.compare import (
     period_relation,
     read_run,
 )
+from estimator.claims.registry import Claim
+from estimator.cli.main import main
 from estimator.warnings import ClaimPeriodMismatchWarning, RegionDefinitionWarning
 
 D = dt.date
@@ -253,12 +253,12 @@ def test_partial_period_overlap_warns_and_judges(two_runs):
 
 @pytest.mark.integration
 def test_compare_command_on_an_assessed_demo_run(run_copy, small_world, tmp_path, capsys):
-    from estimator.assess import assess_run
     from estimator.demo.claims import write_demo_claims
     from estimator.demo.oracle import label_with_truth
-    from estimator.outputs import write_json
-    from estimator.rundir import open_run
-    from estimator.sample import draw_sample
+    from estimator.location import write_json
+    from estimator.run.rundir import open_run
+    from estimator.stats.assess import assess_run
+    from estimator.stats.sample import draw_sample
 
     truth = {rid: r["area_ha"]["coca"] for rid, r in json.loads(small_world.truth_path.read_text())["regions"].items()}
     claims = write_demo_claims(tmp_path / "claims.yaml", truth, small_world.spec)

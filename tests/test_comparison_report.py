@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from estimator.comparison_report import HTML_NAME, MD_NAME, write_comparison_reports
-from estimator.outputs import SYNTHETIC_BANNER
+from estimator.claims.report import HTML_NAME, MD_NAME, write_comparison_reports
+from estimator.synthetic import SYNTHETIC_BANNER
 
 NASTY_QUOTE = 'no menos de 25,000 "ha" <script>alert(1)</script> & | más'
 
@@ -76,11 +76,11 @@ def _render(comparison: dict[str, Any], out: Path) -> tuple[str, str, list[Path]
 
 @pytest.mark.integration
 def test_report_shows_claims_tables_maps_and_is_self_contained(run_copy, small_world, tmp_path):
-    from estimator.assess import assess_run
     from estimator.demo.oracle import label_with_truth
-    from estimator.outputs import write_json
-    from estimator.rundir import open_run
-    from estimator.sample import draw_sample
+    from estimator.location import write_json
+    from estimator.run.rundir import open_run
+    from estimator.stats.assess import assess_run
+    from estimator.stats.sample import draw_sample
 
     sample = label_with_truth(draw_sample(open_run(run_copy), n=300, min_per_stratum=10, seed=1), small_world, seed=1)
     write_json(tmp_path / "lab.geojson", sample)

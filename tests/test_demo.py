@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 
-from estimator.assess import assess_run
 from estimator.demo.oracle import label_with_truth
 from estimator.demo.runner import DEMO_SAMPLE_N, run_demo
 from estimator.demo.world import load_world
-from estimator.outputs import write_json
-from estimator.rundir import open_run
-from estimator.sample import draw_sample
+from estimator.location import write_json
+from estimator.run.rundir import open_run
+from estimator.stats.assess import assess_run
+from estimator.stats.sample import draw_sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -8,8 +8,9 @@ import yaml
 from estimator.config import load_job
 from estimator.demo.runner import demo_job
 from estimator.errors import ConfigError, EstimatorError
-from estimator.pipeline import connect_client, dask_context, run
-from estimator.serve import free_port
+from estimator.run.cluster import connect_client, dask_context
+from estimator.run.pipeline import run
+from estimator.testing.servers import free_port
 
 pytestmark = pytest.mark.integration
 

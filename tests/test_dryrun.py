@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
-from estimator.costs import WORKER_BASE_BYTES
 from estimator.demo.runner import demo_job
+from estimator.stages.costs import WORKER_BASE_BYTES
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from estimator.bands import REFLECTANCE_BANDS
-from estimator.features import FEATURE_NAMES, HARVEST_DROP, compute_features, features_dask, sorting_network
+from estimator.stages.features import FEATURE_NAMES, HARVEST_DROP, compute_features, features_dask, sorting_network
 
 from .features_reference import quantiles, reference_features
 

@@ -1,7 +1,7 @@
 """Flaky HTTP: STAC searches and COG reads through a fault-injecting proxy on loopback.
 
-What is retried where (GDAL 3.10, measured with :mod:`estimator.faults`):
-- STAC (requests/urllib3, :func:`estimator.search._stac_retry`): 429, 500, 502-504, with
+What is retried where (GDAL 3.10, measured with :mod:`estimator.testing.faults`):
+- STAC (requests/urllib3, :func:`estimator.stages.search._stac_retry`): 429, 500, 502-504, with
   Retry-After honoured up to a cap; connection and read errors; POST search pages included.
 - GDAL ``/vsicurl``: 429, 500, 502-504 (Retry-After ignored), timeouts and TCP resets.
   Not retried: a connection closed before any answer on a fresh connection ("Empty reply
@@ -24,14 +24,14 @@ import yaml
 from urllib3.exceptions import MaxRetryError
 from urllib3.response import HTTPResponse
 
-from estimator import search
 from estimator.config import PeriodConfig, StacConfig, load_job
 from estimator.demo.runner import demo_job
 from estimator.errors import StacConnectionError
-from estimator.faults import FaultPlan, FaultRule, serve_world_with_faults, start_fault_proxy
-from estimator.load import GDAL_HTTP_OPTIONS
-from estimator.pipeline import run
-from estimator.search import RETRY_AFTER_MAX_S, _stac_retry, search_items
+from estimator.run.pipeline import run
+from estimator.stages import search
+from estimator.stages.load import GDAL_HTTP_OPTIONS
+from estimator.stages.search import RETRY_AFTER_MAX_S, _stac_retry, search_items
+from estimator.testing.faults import FaultPlan, FaultRule, serve_world_with_faults, start_fault_proxy
 
 pytestmark = pytest.mark.integration
 

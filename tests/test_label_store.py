@@ -14,7 +14,7 @@ import yaml
 from estimator.config import load_train
 from estimator.demo.runner import demo_train
 from estimator.errors import LabelFileError
-from estimator.model import load_model
+from estimator.stages.model import load_model
 from training.extract import extract_cached, extract_samples
 from training.fit import train
 from training.store import LabelStore

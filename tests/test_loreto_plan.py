@@ -13,9 +13,9 @@ from pyproj import Transformer
 from shapely.geometry import box, mapping
 
 from estimator.grid import pixel_area_m2
-from estimator.named_regions import geodesic_area_ha, resolve_region
-from estimator.plan import make_plan
-from estimator.regions import rasterize_regions
+from estimator.regions.geometry import rasterize_regions
+from estimator.regions.named import geodesic_area_ha, resolve_region
+from estimator.stages.plan import make_plan
 
 TILE_M = 109_800
 
@@ -65,7 +65,7 @@ def test_loreto_items_of_two_zones_land_on_one_grid(shared, loreto):
 
 def test_loreto_true_area_on_the_one_grid(loreto):
     from estimator.grid import make_grid
-    from estimator.regions import to_crs
+    from estimator.regions.geometry import to_crs
 
     grid = make_grid(to_crs(loreto.geometry, "EPSG:32718"), "EPSG:32718", 500)
     mask = rasterize_regions([loreto], grid)[0]

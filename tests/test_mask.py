@@ -8,8 +8,8 @@ import rasterio
 import xarray as xr
 
 from estimator.bands import SCL, SCL_CLEAR_DEFAULT
-from estimator.load import TileStack, to_reflectance
-from estimator.mask import clear_mask, clear_span, mask_observations
+from estimator.stages.load import TileStack, to_reflectance
+from estimator.stages.mask import clear_mask, clear_span, mask_observations
 
 
 def test_clear_mask_by_scl_code():

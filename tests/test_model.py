@@ -12,10 +12,10 @@ import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.preprocessing import FunctionTransformer
 
-from estimator.classify import class_codes, predict_block
 from estimator.errors import ModelFileError, ModelSchemaError
-from estimator.features import FEATURE_NAMES
-from estimator.model import load_model
+from estimator.stages.classify import class_codes, predict_block
+from estimator.stages.features import FEATURE_NAMES
+from estimator.stages.model import load_model
 from training.fit import save_model
 
 CLASSES = ("coca", "forest", "pasture")

@@ -15,10 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from estimator.boundaries import ENV_VAR, BoundaryDownloadError, BoundaryFileError, boundaries_dir, boundary_files
 from estimator.errors import ConfigError
 from estimator.grid import make_grid, pixel_area_m2, utm_crs_for
-from estimator.named_regions import (
+from estimator.regions.boundaries import (
+    ENV_VAR,
+    BoundaryDownloadError,
+    BoundaryFileError,
+    boundaries_dir,
+    boundary_files,
+)
+from estimator.regions.geometry import Region, rasterize_regions, to_crs
+from estimator.regions.named import (
     APPROXIMATION_NOTE,
     AmbiguousRegionError,
     UnknownRegionError,
@@ -27,7 +34,6 @@ from estimator.named_regions import (
     region_facts,
     resolve_region,
 )
-from estimator.regions import Region, rasterize_regions, to_crs
 
 #: HECTARES field of Loreto in peru_departamental_simple.geojson.
 LORETO_FILE_HA = 37_511_599
@@ -288,7 +294,7 @@ def test_true_pixel_areas_matter_off_zone(bdir, crs):
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from estimator.regions_cli import add_regions_parser
+    from estimator.cli.regions import add_regions_parser
 
     parser = argparse.ArgumentParser(prog="estimator")
     add_regions_parser(parser.add_subparsers(dest="command", required=True))
@@ -311,8 +317,8 @@ def test_cli_show_errors_in_one_line(bdir):
     # A subprocess, because the CLI's error handling configures logging and warnings globally.
     script = (
         "import argparse, sys\n"
-        "from estimator.cli import guarded\n"
-        "from estimator.regions_cli import add_regions_parser\n"
+        "from estimator.console import guarded\n"
+        "from estimator.cli.regions import add_regions_parser\n"
         "p = argparse.ArgumentParser(prog='estimator')\n"
         "add_regions_parser(p.add_subparsers(dest='command', required=True))\n"
         "a = p.parse_args(sys.argv[1:])\n"

@@ -17,9 +17,9 @@ import yaml
 from estimator.config import load_job
 from estimator.demo.runner import demo_job
 from estimator.errors import ConfigError, EstimatorError
-from estimator.pipeline import run
-from estimator.rundir import open_run
-from estimator.store import RunLocation, as_output
+from estimator.location import RunLocation, as_output
+from estimator.run.pipeline import run
+from estimator.run.rundir import open_run
 
 OUTPUTS = ("estimates.json", "estimates.csv", "manifest.json", "report.md", "quicklook.png",
            "maps/class.tif", "maps/coca_probability.tif", "maps/valid_obs_count.tif", "plots.geoparquet", "plots.geojson")

@@ -15,9 +15,9 @@ import yaml
 from estimator.config import load_job
 from estimator.demo.runner import demo_job
 from estimator.demo.world import WorldSpec, generate_world
-from estimator.estimate import RECORD_FIELDS
-from estimator.pipeline import run
-from estimator.serve import serve_world
+from estimator.run.pipeline import run
+from estimator.stages.estimate import RECORD_FIELDS
+from estimator.testing.servers import serve_world
 
 from .conftest import SMALL
 
@@ -105,8 +105,8 @@ def test_resumed_job_reads_no_pixel_of_a_finished_tile(small_world, trained_mode
     """Every COG request goes through a logging proxy: a rerun of a finished job in a new
     process (GDAL caches what it read in-process) sends none. After losing one tile's
     checkpoint (a job killed before that tile was saved) the rerun loads that tile only."""
-    import estimator.pipeline as pipeline
-    from estimator.faults import FaultPlan, serve_world_with_faults
+    import estimator.run.tiles as tiles
+    from estimator.testing.faults import FaultPlan, serve_world_with_faults
 
     served, proxy = serve_world_with_faults(small_world.root, tmp_path / "serve", FaultPlan())
     with served:
@@ -126,13 +126,13 @@ def test_resumed_job_reads_no_pixel_of_a_finished_tile(small_world, trained_mode
         (checkpoint,) = job.output.glob(f"tiles/*/{lost}.json")
         checkpoint.unlink()
         loaded: list[str] = []
-        real_load = pipeline.load_tile
+        real_load = tiles.load_tile
 
         def spy(tile, *args, **kwargs):
             loaded.append(tile.id)
             return real_load(tile, *args, **kwargs)
 
-        monkeypatch.setattr(pipeline, "load_tile", spy)
+        monkeypatch.setattr(tiles, "load_tile", spy)
         resumed = run(job, progress=False)
     assert loaded == [lost]
     assert [t["id"] for t in resumed.manifest["tiles"] if not t["reused"]] == [lost]
@@ -186,9 +186,9 @@ def test_loaded_reflectance_is_continuous_across_the_baseline_change(small_world
     import dask
 
     from estimator.config import PeriodConfig, StacConfig
-    from estimator.load import configure_gdal, load_tile
-    from estimator.plan import make_plan
-    from estimator.search import search_items
+    from estimator.stages.load import configure_gdal, load_tile
+    from estimator.stages.plan import make_plan
+    from estimator.stages.search import search_items
 
     found = search_items(
         StacConfig(url=served_world.stac_url, max_cloud_cover=100),

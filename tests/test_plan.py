@@ -14,8 +14,8 @@ from shapely.geometry import box
 
 from estimator.bands import REFLECTANCE_BANDS
 from estimator.errors import ConfigError
-from estimator.plan import auto_chunk_size, band_scaling, dedupe_items, group_items, item_info, make_plan
-from estimator.regions import Region, rasterize_regions
+from estimator.regions.geometry import Region, rasterize_regions
+from estimator.stages.plan import auto_chunk_size, band_scaling, dedupe_items, group_items, item_info, make_plan
 
 ES = "real/stac/earth_search_v1"
 
@@ -130,7 +130,7 @@ def test_plan_grid_and_tiles_from_real_items(shared):
     assert 1100 <= ny <= 1130 and 1080 <= nx <= 1130  # ~0.1 degree at 10 m
     assert plan.grid.affine.c % 10 == 0 and plan.grid.affine.f % 10 == 0  # snapped to the pixel grid
     assert len(plan.tiles) == len({t.id for t in plan.tiles}) == 25  # 5 x 5 tiles of 256 px
-    from estimator.regions import to_crs
+    from estimator.regions.geometry import to_crs
 
     for t in plan.tiles:
         tile_box = shapely.box(*t.geobox.boundingbox)

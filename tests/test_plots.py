@@ -14,9 +14,17 @@ import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from estimator.classify import sieve_codes
 from estimator.grid import pixel_area_m2
-from estimator.plots import DAY_EPOCH, PLOT_FIELDS, TileLayers, make_plots, plots_summary, slice_days, write_plots
+from estimator.stages.classify import sieve_codes
+from estimator.stages.plots import (
+    DAY_EPOCH,
+    PLOT_FIELDS,
+    TileLayers,
+    make_plots,
+    plots_summary,
+    slice_days,
+    write_plots,
+)
 
 RES = 10.0
 GRID = Affine(RES, 0, 600_000, 0, -RES, 8_900_000)  # UTM 18S, about 9 S

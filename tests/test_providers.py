@@ -20,8 +20,9 @@ from shapely.geometry import Point, box, shape
 
 from estimator.bands import REFLECTANCE_BANDS
 from estimator.errors import ConfigError, EstimatorError
-from estimator.plan import item_info, make_plan
-from estimator.providers import (
+from estimator.regions.geometry import to_crs
+from estimator.stages.plan import item_info, make_plan
+from estimator.stages.providers import (
     REQUIRED_BANDS,
     ItemMetadataError,
     Provider,
@@ -31,7 +32,6 @@ from estimator.providers import (
     normalize_item,
     url_patcher,
 )
-from estimator.regions import to_crs
 
 ES = "real/stac/earth_search_v1"
 V0 = "real/stac/earth_search_v0"

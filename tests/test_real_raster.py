@@ -23,11 +23,11 @@ from rasterio.windows import Window, from_bounds
 from shapely.geometry import box
 
 from estimator.bands import REFLECTANCE_BANDS, S2_BAND_ID, SCL, SCL_CLEAR_DEFAULT
-from estimator.load import configure_gdal, load_tile
-from estimator.pipeline import tile_features
-from estimator.plan import Plan, Tile, make_plan
-from estimator.providers import REQUIRED_BANDS, get_provider, normalize_item
-from estimator.serve import start_file_server
+from estimator.run.tiles import tile_features
+from estimator.stages.load import configure_gdal, load_tile
+from estimator.stages.plan import Plan, Tile, make_plan
+from estimator.stages.providers import REQUIRED_BANDS, get_provider, normalize_item
+from estimator.testing.servers import start_file_server
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from estimator.classify import make_predictor
 from estimator.config import FitConfig, load_job
 from estimator.errors import ConfigError, ModelFileError
-from estimator.features import FEATURE_NAMES
-from estimator.model import REGISTRY_ENV, forest_of, load_model
+from estimator.modelrefs import REGISTRY_ENV
+from estimator.stages.classify import make_predictor
+from estimator.stages.features import FEATURE_NAMES
+from estimator.stages.model import forest_of, load_model
 from estimator.warnings import MissingClassInFoldWarning
 from training.extract import Samples
 from training.fit import calibration_report, cross_validate, fit_model, out_of_fold, save_model, spatial_blocks
@@ -121,7 +122,7 @@ def test_card_reports_spatial_and_plot_cv_and_calibration(trained_model):
 
 def test_promoted_model_is_what_the_next_job_uses(small_world, served_world, trained_model, batch1_model, tmp_path, monkeypatch):
     from estimator.demo.runner import demo_job
-    from estimator.pipeline import run
+    from estimator.run.pipeline import run
 
     root = tmp_path / "models"
     a = register(root, trained_model.path)

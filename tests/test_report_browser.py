@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from estimator.comparison_report import HTML_NAME, write_comparison_reports
-from estimator.outputs import SYNTHETIC_BANNER
-from estimator.reportdoc import CSP
+from estimator.claims.report import HTML_NAME, write_comparison_reports
+from estimator.report.document import CSP
+from estimator.synthetic import SYNTHETIC_BANNER
 
 from .test_comparison_report import comparison_for
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from estimator.assess import assess_run
 from estimator.demo.oracle import label_with_truth
 from estimator.errors import AreaSampleError, EstimatorError, ReferenceSampleError
-from estimator.estimate import apply_coverage
-from estimator.outputs import write_json
-from estimator.rundir import open_run
-from estimator.sample import draw_sample
+from estimator.location import write_json
+from estimator.run.rundir import open_run
+from estimator.stages.estimate import apply_coverage
+from estimator.stats.assess import assess_run
+from estimator.stats.sample import draw_sample
 
 pytestmark = pytest.mark.integration
 

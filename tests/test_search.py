@@ -10,8 +10,8 @@ from pystac_client import Client
 
 from estimator.config import PeriodConfig, StacConfig
 from estimator.errors import NoScenesFoundError, StacConnectionError
-from estimator.search import cloud_filter_mode, search_items
-from estimator.serve import free_port
+from estimator.stages.search import cloud_filter_mode, search_items
+from estimator.testing.servers import free_port
 
 pytestmark = pytest.mark.integration
 WORLD_BBOX = (-180.0, -90.0, 180.0, 90.0)

@@ -1,4 +1,4 @@
-"""Integration tests for estimator.serve: real servers on loopback, started and stopped here.
+"""Integration tests for estimator.testing.servers: real servers on loopback, started and stopped here.
 
 Each test builds (or shares) a tiny world in a temporary directory: two small uint16 COGs
 and seven STAC items whose hrefs are relative to the world root, as the demo writes them.
@@ -26,8 +26,8 @@ from affine import Affine
 from pystac_client import Client
 from rasterio.windows import Window
 
-from estimator import serve
-from estimator.serve import (
+from estimator.testing import servers as serve
+from estimator.testing.servers import (
     ServedWorld,
     Server,
     ServerStartError,
@@ -311,12 +311,12 @@ def test_servers_left_running_are_stopped_at_exit(tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from estimator.serve import start_stac_server\n"
+        "from estimator.testing.servers import start_stac_server\n"
         "collection, item, workdir = json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])\n"
         "print(start_stac_server(collection, [item], workdir).pid)\n"
     )
     args = [json.dumps(_collection()), json.dumps(_item(0)), str(tmp_path)]
-    env = {**os.environ, "PYTHONPATH": str(Path(serve.__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(serve.__file__).resolve().parents[2])}
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert _gone(int(done.stdout.strip()))

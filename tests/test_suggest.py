@@ -14,7 +14,7 @@ from shapely import from_wkt
 from shapely.geometry import Point
 
 from estimator.errors import EstimatorError
-from estimator.rundir import open_run
+from estimator.run.rundir import open_run
 from training.cli import main
 from training.suggest import Candidates, allocate_regions, block_candidates, select_spaced, suggest, uncertainty
 

@@ -12,8 +12,8 @@ import yaml
 
 from estimator.demo.runner import demo_train
 from estimator.errors import LabelFileError
-from estimator.features import FEATURE_NAMES
-from estimator.model import load_model
+from estimator.stages.features import FEATURE_NAMES
+from estimator.stages.model import load_model
 from training.extract import read_labels
 
 

@@ -8,7 +8,7 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from estimator.treeeval import _float32_at_most, pack_forest
+from estimator.stages.treeeval import _float32_at_most, pack_forest
 
 N_FEATURES, N_CLASSES = 33, 6
 

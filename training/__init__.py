@@ -3,7 +3,7 @@
 ``training`` imports ``estimator``; never the reverse.
 """
 
-from .extract import LabelSet, extract_samples, read_labels
-from .fit import fit_model, save_model, train
+from training.extract import LabelSet, extract_samples, read_labels
+from training.fit import fit_model, save_model, train
 
 __all__ = ["LabelSet", "extract_samples", "fit_model", "read_labels", "save_model", "train"]

@@ -7,10 +7,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimator.cli import add_command, add_set_option, guarded
-
-from .labels_cli import add_labels_parser
-from .registry_cli import add_registry_commands
+from estimator.console import add_command, add_set_option, guarded
+from training.labels_cli import add_labels_parser
+from training.registry_cli import add_registry_commands
 
 __all__ = ["main"]
 
@@ -28,11 +27,10 @@ file sets target_class.
 def _cmd_fit(args: argparse.Namespace) -> int:
     from estimator.config import load_train
     from estimator.errors import ConfigError
-
-    from .extract import read_labels
-    from .fit import train
-    from .registry import incoming_dir, register
-    from .store import LabelStore
+    from training.extract import read_labels
+    from training.fit import train
+    from training.registry import incoming_dir, register
+    from training.store import LabelStore
 
     cfg = load_train(args.train, overrides=args.set)
     if args.out is None and args.registry is None:
@@ -64,10 +62,9 @@ than --min-distance-m. Fill in class, observed and interpreter, then `training l
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
-    from estimator.outputs import write_json
-    from estimator.rundir import open_run
-
-    from .suggest import suggest
+    from estimator.location import write_json
+    from estimator.run.rundir import open_run
+    from training.suggest import suggest
 
     run = open_run(args.run_dir)
     fc = suggest(

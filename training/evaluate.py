@@ -2,7 +2,7 @@
 
 Held-out plots go through the very extraction of training (the estimator's own
 search/load/mask/features) and the model through the estimator's own
-:class:`~estimator.classify.Predictor` (cascade and calibration included), so the numbers
+:class:`~estimator.stages.classify.Predictor` (cascade and calibration included), so the numbers
 describe what a job would map.
 """
 
@@ -17,15 +17,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from estimator.classify import make_predictor
 from estimator.config import TrainConfig
 from estimator.errors import ConfigError
-from estimator.figures import pyplot, stamp_synthetic, to_png
-from estimator.model import Model
-from estimator.outputs import write_json, write_text
-from estimator.store import atomic_path
-
-from .extract import LabelSet, Samples, extract_samples
+from estimator.location import atomic_path, write_json, write_text
+from estimator.report.figures import pyplot, stamp_synthetic, to_png
+from estimator.stages.classify import make_predictor
+from estimator.stages.model import Model
+from training.extract import LabelSet, Samples, extract_samples
 
 __all__ = ["compare_models", "evaluate_model", "format_comparison", "heldout_samples", "overlap", "score", "write_evaluation"]
 

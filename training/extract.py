@@ -2,7 +2,7 @@
 
 Labels are polygons (or points) with a class name. Each labeled pixel (pixel-centre rule;
 points take the pixel they fall in) inside the job grid gets the very features
-``estimator.pipeline.tile_features`` computes for prediction, so training and prediction
+``estimator.run.pipeline.tile_features`` computes for prediction, so training and prediction
 cannot drift apart. Labeled pixels never observed clear in the period are counted and
 reported, not silently dropped.
 
@@ -35,13 +35,14 @@ from tqdm.auto import tqdm
 
 from estimator.config import TrainConfig
 from estimator.errors import LabelFileError
-from estimator.features import FEATURE_NAMES
-from estimator.load import configure_gdal
-from estimator.outputs import atomic_path
-from estimator.pipeline import dask_context, tile_features
-from estimator.plan import make_plan
-from estimator.regions import read_features, to_crs
-from estimator.search import SearchResult, search_items
+from estimator.location import atomic_path
+from estimator.regions.geometry import read_features, to_crs
+from estimator.run.cluster import dask_context
+from estimator.run.tiles import tile_features
+from estimator.stages.features import FEATURE_NAMES
+from estimator.stages.load import configure_gdal
+from estimator.stages.plan import make_plan
+from estimator.stages.search import SearchResult, search_items
 
 __all__ = [
     "EXTRACT_VERSION", "BatchRef", "Extraction", "LabelSet", "Samples", "cache_key", "extract_cached",

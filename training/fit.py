@@ -34,15 +34,14 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedGroupKFold
 
-from estimator.classify import CASCADE_MIN_RECALL, ProbabilityPassthrough
 from estimator.config import FitConfig, TrainConfig, config_hash
 from estimator.errors import LabelFileError
-from estimator.features import FEATURE_NAMES
-from estimator.model import CARD_SCHEMA, Model, file_sha256, forest_of, load_model
-from estimator.outputs import atomic_path, write_json
+from estimator.location import atomic_path, write_json
+from estimator.stages.classify import CASCADE_MIN_RECALL, ProbabilityPassthrough
+from estimator.stages.features import FEATURE_NAMES
+from estimator.stages.model import CARD_SCHEMA, Model, file_sha256, forest_of, load_model
 from estimator.warnings import MissingClassInFoldWarning
-
-from .extract import LabelSet, Samples, class_counts, extract_cached, extract_samples, labels_card
+from training.extract import LabelSet, Samples, class_counts, extract_cached, extract_samples, labels_card
 
 __all__ = [
     "calibration_report",

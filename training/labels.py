@@ -42,8 +42,7 @@ from shapely.geometry.base import BaseGeometry
 
 from estimator.config import PeriodConfig
 from estimator.errors import LabelFileError
-
-from .extract import LabelSet
+from training.extract import LabelSet
 
 __all__ = [
     "DEFAULT_CLASSES",

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from estimator.cli import add_command
+from estimator.console import add_command
 from estimator.errors import LabelFileError
 
 __all__ = ["add_labels_parser"]
@@ -34,8 +34,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _cmd_add(args: argparse.Namespace) -> int:
     from estimator.config import load_train
-
-    from .store import LabelStore
+    from training.store import LabelStore
 
     period = load_train(args.period_from).period if args.period_from else None
     try:
@@ -61,7 +60,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .store import LabelStore
+    from training.store import LabelStore
 
     batches = LabelStore(args.store).batches()
     if not batches:

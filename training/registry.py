@@ -4,7 +4,7 @@
 metrics) and names the ``promoted`` one, which jobs use with ``model: promoted``. The index
 is rewritten atomically; model directories are never modified once registered (their id is
 the first 12 hex digits of the skops file's sha256). Reading and resolving references is in
-:mod:`estimator.model` (jobs need it; ``estimator`` never imports ``training``).
+:mod:`estimator.stages.model` (jobs need it; ``estimator`` never imports ``training``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from estimator.errors import ModelFileError
-from estimator.model import REGISTRY_FILE, Model, is_registry_ref, load_model, read_registry, resolve_model_ref
-from estimator.outputs import write_json
+from estimator.location import write_json
+from estimator.modelrefs import REGISTRY_FILE, is_registry_ref, read_registry, resolve_model_ref
+from estimator.stages.model import Model, load_model
 
 __all__ = ["DEFAULT_REGISTRY", "incoming_dir", "promote", "register", "resolve"]
 

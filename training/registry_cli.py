@@ -36,18 +36,16 @@ Writes evaluation.json, per_class.csv, confusion.csv and confusion.png to --out
 
 
 def _model(ref: str, registry: Path) -> Any:
-    from estimator.model import load_model
-
-    from .registry import resolve
+    from estimator.stages.model import load_model
+    from training.registry import resolve
 
     return load_model(resolve(registry, ref))
 
 
 def _heldout(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
     from estimator.config import load_train
-
-    from .evaluate import heldout_samples
-    from .extract import read_labels
+    from training.evaluate import heldout_samples
+    from training.extract import read_labels
 
     labels = read_labels(args.labels, args.class_field)
     cfg = load_train(args.config, overrides=args.set) if args.config is not None else None
@@ -55,7 +53,7 @@ def _heldout(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from .registry import promote
+    from training.registry import promote
 
     model = promote(args.registry, args.model)
     print(f"promoted model {model.model_id} in {args.registry} (jobs with `model: promoted` now use {model.path})")
@@ -63,9 +61,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from estimator.outputs import write_json
-
-    from .evaluate import compare_models, format_comparison
+    from estimator.location import write_json
+    from training.evaluate import compare_models, format_comparison
 
     a, b = _model(args.model_a, args.registry), _model(args.model_b, args.registry)
     labels, samples = _heldout(args, a)
@@ -82,7 +79,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_model, write_evaluation
+    from training.evaluate import evaluate_model, write_evaluation
 
     model = _model(args.model, args.registry)
     labels, samples = _heldout(args, model)
@@ -98,9 +95,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_registry_commands(sub: Any) -> None:
     """Add ``promote``, ``compare`` and ``evaluate`` to the ``training`` subparsers."""
-    from estimator.cli import add_command, add_set_option
-
-    from .registry import DEFAULT_REGISTRY
+    from estimator.console import add_command, add_set_option
+    from training.registry import DEFAULT_REGISTRY
 
     def common(p: argparse.ArgumentParser, heldout: bool) -> None:
         p.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="model registry (default: models)")

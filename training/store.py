@@ -28,11 +28,10 @@ from typing import Any
 from shapely.geometry import shape
 
 from estimator.errors import LabelFileError
-from estimator.outputs import write_json
-from estimator.regions import read_features
-
-from .extract import BatchRef, LabelSet
-from .labels import LabelBatch, Plot, plots_sha256, read_label_file
+from estimator.location import write_json
+from estimator.regions.geometry import read_features
+from training.extract import BatchRef, LabelSet
+from training.labels import LabelBatch, Plot, plots_sha256, read_label_file
 
 __all__ = ["STORE_SCHEMA", "BatchRecord", "LabelStore"]
 

@@ -32,7 +32,6 @@ through ``python -m training labels add``; its ``suggest`` member records the de
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from estimator.errors import EstimatorError
-from estimator.rundir import RunDir
+from estimator.run.rundir import ESTIMATES_FILE, RunDir
 
 __all__ = [
     "Candidates",
@@ -213,11 +212,10 @@ def select_spaced(c: Candidates, quota: ArrayLike, min_dist_m: float, res: tuple
 def _region_se(run: RunDir, target: str) -> np.ndarray:
     """``se_area_ha`` of the target class per region from estimates.json (0 when absent)."""
     se = np.zeros(len(run.regions))
-    path = run.path / "estimates.json"
-    if not path.is_file():
+    if not (run.path / ESTIMATES_FILE).is_file():
         return se
     ids = [r.id for r in run.regions]
-    for rec in json.loads(path.read_text()).get("records", []):
+    for rec in run.estimates().get("records", []):
         if rec.get("class") == target and rec.get("region") in ids and rec.get("se_area_ha") is not None:
             se[ids.index(rec["region"])] = float(rec["se_area_ha"])
     return se

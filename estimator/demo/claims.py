@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .world import WorldSpec
+from estimator.demo.world import WorldSpec
 
 __all__ = ["demo_claims", "write_demo_claims"]
 

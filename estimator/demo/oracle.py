@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from pyproj import Transformer
 
-from .world import DEMO_CLASSES, World
+from estimator.demo.world import DEMO_CLASSES, World
 
 __all__ = ["label_with_truth"]
 

@@ -17,20 +17,20 @@ from typing import Any
 
 import yaml
 
-from ..assess import assess_run
-from ..cli import print_estimates, print_summary
-from ..compare import compare, format_table
-from ..config import load_job, load_train
-from ..errors import EstimatorError
-from ..model import load_model
-from ..outputs import write_json
-from ..pipeline import run
-from ..rundir import open_run
-from ..sample import draw_sample
-from ..serve import serve_world
-from .claims import write_demo_claims
-from .oracle import label_with_truth
-from .world import GENERATOR_VERSION, World, WorldSpec, generate_world
+from estimator.claims.compare import compare, format_table
+from estimator.config import load_job, load_train
+from estimator.demo.claims import write_demo_claims
+from estimator.demo.oracle import label_with_truth
+from estimator.demo.world import GENERATOR_VERSION, World, WorldSpec, generate_world
+from estimator.errors import EstimatorError
+from estimator.location import write_json
+from estimator.report.text import print_estimates, print_summary
+from estimator.run.pipeline import run
+from estimator.run.rundir import open_run
+from estimator.stages.model import load_model
+from estimator.stats.assess import assess_run
+from estimator.stats.sample import draw_sample
+from estimator.testing.servers import serve_world
 
 __all__ = ["demo_job", "demo_stac", "demo_train", "run_demo"]
 

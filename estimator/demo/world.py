@@ -62,6 +62,7 @@ from estimator.bands import (
     SCL,
     SCL_CLOUD,
 )
+from estimator.demo.errors import DemoWorldError
 from estimator.demo.landscape import (
     CLASS_CODE,
     DEMO_CLASSES,
@@ -75,7 +76,6 @@ from estimator.demo.landscape import (
     to_lonlat,
     true_areas_ha,
 )
-from estimator.errors import DemoWorldError
 
 __all__ = [
     "DEMO_CLASSES",

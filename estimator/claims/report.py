@@ -1,0 +1,351 @@
+"""The comparison report: estimates with their 95 % intervals beside every claim.
+
+``estimator compare`` writes ``comparison.json`` and calls :func:`write_comparison_reports`,
+which writes, in the same directory:
+
+- ``report.html``: one self-contained page (inline CSS, charts and maps as ``data:`` PNGs,
+  no script, nothing loaded from anywhere; a Content-Security-Policy enforces it), so it
+  opens offline and can be mailed as one file;
+- ``report_comparison.md``: the same text and tables in Markdown, its charts as PNG files
+  beside it (``report_*.png``). It does not replace a run's own ``report.md``.
+
+Sections: plain-language summary per region, claims chart and verdict table, time series
+(when the runs cover several periods), coca probability maps with region outlines,
+observed-fraction and accuracy tables, unmatched claims, and provenance per run. Synthetic
+data is labeled on the page, on every run and inside every chart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from estimator.errors import EstimatorError
+from estimator.location import atomic_path, write_text
+from estimator.regions.geometry import to_crs
+from estimator.report.document import (
+    Banner,
+    Block,
+    Bullets,
+    Details,
+    Figure,
+    Heading,
+    Link,
+    Paragraph,
+    Table,
+    render_html,
+    render_md,
+)
+from estimator.report.figures import claims_chart, probability_map, timeseries_chart
+from estimator.report.run_report import render_report_md
+from estimator.run.rundir import RunDir, open_run
+from estimator.synthetic import SYNTHETIC_BANNER
+
+__all__ = ["HTML_NAME", "MD_NAME", "write_comparison_reports"]
+
+log = logging.getLogger(__name__)
+
+HTML_NAME = "report.html"
+MD_NAME = "report_comparison.md"
+_BANNER = f"{SYNTHETIC_BANNER}: generated demo imagery, regions and claims."
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One compared run, opened when its directory is still there."""
+
+    info: Mapping[str, Any]
+    run: RunDir | None
+    problem: str
+    assessment: Mapping[str, Any] | None
+    records: Sequence[Mapping[str, Any]]
+
+
+def write_comparison_reports(comparison: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Write ``report.html``, ``report_comparison.md`` and its chart PNGs into ``out_dir``.
+
+    Parameters
+    ----------
+    comparison
+        The content of ``comparison.json`` (see ``estimator compare``). Run directories it
+        names are read for maps, accuracy and provenance; a missing one is reported on the
+        page instead of failing.
+    out_dir
+        Directory to write into (created if needed). Every file is written atomically.
+
+    Returns
+    -------
+    list of Path
+        ``report.html``, ``report_comparison.md``, then the PNG files, in that order.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [_open(r) for r in comparison["runs"]]
+    blocks = _document(comparison, runs)
+    title = f"{comparison.get('target_class', 'coca').capitalize()} estimates and claims"
+    figures = [b for b in blocks if isinstance(b, Figure)]
+    pngs = {f.name: out_dir / f"report_{f.name}.png" for f in figures}
+    for f in figures:
+        with atomic_path(pngs[f.name]) as tmp:
+            tmp.write_bytes(f.png)
+    write_text(out_dir / HTML_NAME, render_html(title, blocks))
+    write_text(out_dir / MD_NAME, render_md(blocks, {k: p.name for k, p in pngs.items()}))
+    return [out_dir / HTML_NAME, out_dir / MD_NAME, *pngs.values()]
+
+
+def _open(info: Mapping[str, Any]) -> _Run:
+    try:
+        run = open_run(info["run_dir"])
+    except EstimatorError as e:
+        log.warning("run %s not readable for the report: %s", info["run_dir"], e)
+        return _Run(info, None, str(e), None, [])
+    return _Run(info, run, "", run.assessment(), run.estimates().get("records", []))
+
+
+# -- numbers in words -------------------------------------------------------------------
+
+
+def _ha(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return "0" if v == 0 else f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2f}"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}".removesuffix(".0") + " %"
+
+
+def _times(r: float) -> str:
+    return f"{r:,.0f}" if r >= 10 else f"{r:.2f}"
+
+
+def _interval(a: float | None, lo: float | None, hi: float | None, unit: str = "ha") -> str:
+    if a is None:
+        return "no estimate"
+    return f"{_ha(a)} {unit}" + (f" [{_ha(lo)} to {_ha(hi)}]" if lo is not None and hi is not None else " [no CI]")
+
+
+def _who(c: Mapping[str, Any]) -> str:
+    who, org = c.get("claimant") or "", c.get("organisation") or ""
+    return f"{who} ({org})" if who and org and org != who else who or org or "An unattributed source"
+
+
+def _claim_value(c: Mapping[str, Any]) -> str:
+    if c["kind"] == "growth_rate":
+        g = c.get("growth_percent_per_year")
+        return "n/a" if g is None else f"{g:+.3g} % per year"
+    v = f"{_ha(c.get('value_ha'))} ha"
+    v = {"lower_bound": f"at least {v}", "upper_bound": f"at most {v}"}.get(c["kind"], v)
+    unit = c.get("original_unit")
+    if unit and unit != "ha" and c.get("original_value") is not None:
+        v += f" (reported: {c['original_value']} {unit})"
+    return v
+
+
+def _claim_estimate(c: Mapping[str, Any], runs: Sequence[_Run]) -> str:
+    if c["kind"] == "growth_rate":
+        g = c.get("implied_growth")
+        if not g:
+            return "no growth estimate"
+        i, j = g["runs"]
+        return (f"{_interval(g['percent_per_year'], g.get('ci95_low'), g.get('ci95_high'), '% per year')} "
+                f"({runs[i].info['period']} to {runs[j].info['period']})")
+    e = c.get("estimate")
+    if not e:
+        return "no estimate"
+    return f"{_interval(e['area_ha'], e.get('ci95_low_ha'), e.get('ci95_high_ha'))} ({runs[e['run']].info['period']}, {e['estimator']})"
+
+
+def _claim_sentence(c: Mapping[str, Any], runs: Sequence[_Run]) -> str:
+    verdict = c["verdict"]
+    reason = f" ({c['reason']})" if c.get("reason") else ""
+    if c["kind"] == "growth_rate":
+        g = c.get("implied_growth")
+        said = f"{_who(c)}'s claim of {_claim_value(c)} growth"
+        if not g:
+            return f"{said} cannot be checked against the imagery and is {verdict}{reason}."
+        return f"{said} is {verdict}{reason}: the estimates imply {_claim_estimate(c, runs)} (95 % CI)."
+    said = f"{_who(c)}'s claim of {_claim_value(c)}"
+    e = c.get("estimate")
+    if not e:
+        return f"{said} has no estimate for its period and is {verdict}{reason}."
+    ratio = c.get("ratio")
+    rel = f" is {_times(ratio)} times the {runs[e['run']].info['period']} estimate and" if ratio else ""
+    return f"{said}{rel} is {verdict}{reason}."
+
+
+def _estimate_sentence(e: Mapping[str, Any], target: str) -> str:
+    where = f"in {e.get('region_name') or e['region']} in {e['period']}"
+    obs, failed = e.get("observed_fraction"), e.get("failed_read_fraction")
+    if e.get("ci95_low_ha") is not None and e.get("ci95_high_ha") is not None:
+        s = (f"Imagery supports between {_ha(e['ci95_low_ha'])} and {_ha(e['ci95_high_ha'])} ha of {target} {where} "
+             f"(95 % CI, best estimate {_ha(e['area_ha'])} ha, {e['estimator']})")
+    else:
+        s = (f"The classifier maps {_ha(e['mapped_area_ha'])} ha of {target} {where}; without a labeled reference "
+             "sample this mapped area has no confidence interval and carries the classifier's errors")
+    if obs is None:
+        s += "; how much of the region was observed is not known."
+    elif obs >= 0.9995:
+        s += ", 100 % of the region observed."
+    else:
+        s += (f"; only {_pct(obs)} of the region was seen clear, and the figure says nothing about the rest "
+              f"({_ha(e['region_area_ha'] * (1 - obs))} ha).")
+    if failed:
+        s += f" {_pct(failed)} of the region could not be read (failed reads)."
+    return s
+
+
+# -- the document -------------------------------------------------------------------------
+
+
+def _document(comparison: Mapping[str, Any], runs: Sequence[_Run]) -> list[Block]:
+    synthetic = bool(comparison.get("synthetic")) or any(r.info.get("synthetic") for r in runs)
+    target = comparison.get("target_class", "coca")
+    estimates, claims = comparison.get("estimates", []), comparison.get("claims", [])
+    banner: list[Block] = [Banner(_BANNER)] if synthetic else []
+    periods = sorted({r.info["period"] for r in runs})
+    blocks: list[Block] = [
+        *banner,
+        Heading(1, f"{target.capitalize()} estimates and claims"),
+        Paragraph(
+            f"Created {comparison.get('created', '?')}; {len(runs)} run(s) covering {', '.join(periods)}; "
+            f"{len(claims)} claim(s) compared, {len(comparison.get('unmatched', []))} not matched.", "note"),
+        Heading(2, "In plain words", "summary"),
+        *_summary(estimates, claims, runs, target),
+        Heading(2, "Claims beside the estimates", "claims"),
+    ]
+    if claims:
+        blocks += [
+            Figure("claims", "Estimate (dot) with 95 % CI (whisker) and each claim (diamond; arrow: at least / at most), "
+                   "coloured by verdict.", claims_chart(claims, synthetic=synthetic)),
+            _verdict_table(claims, runs),
+        ]
+    else:
+        blocks.append(Paragraph("No claim matched these runs.", "note"))
+    if comparison.get("unmatched"):
+        blocks += [Paragraph("Claims not compared:", "note"),
+                   Bullets([f"{u['id']}: {u['reason']}" for u in comparison["unmatched"]])]
+    if len(periods) > 1:
+        blocks += [
+            Heading(2, "Over time", "timeseries"),
+            Figure("timeseries", "Estimate and 95 % CI per period and region; claims at the middle of their period.",
+                   timeseries_chart(estimates, claims, synthetic=synthetic)),
+        ]
+    blocks += [Heading(2, f"{target.capitalize()} probability maps", "maps"), *_maps(runs, target)]
+    blocks += [Heading(2, "How much of each region was seen", "coverage"), _coverage_table(estimates),
+               Paragraph("Estimates describe the observed part of each region: pixels with at least one clear "
+                         "observation in the period. Unobserved ground is not counted as absence.", "note")]
+    blocks += [Heading(2, "Accuracy", "accuracy"), *_accuracy(estimates, runs, target)]
+    blocks += [Heading(2, "Provenance", "provenance"), *(b for i, r in enumerate(runs) for b in _provenance(i, r, target))]
+    return [*blocks, *banner]
+
+
+def _summary(estimates: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]], runs: Sequence[_Run],
+             target: str) -> list[Block]:
+    out: list[Block] = []
+    for rid in dict.fromkeys([*(e["region"] for e in estimates), *(c["region"] for c in claims)]):
+        mine = sorted((e for e in estimates if e["region"] == rid), key=lambda e: e["period"])
+        text = [_estimate_sentence(e, target) for e in mine] or [f"No estimate covers region {rid}."]
+        text += [_claim_sentence(c, runs) for c in claims if c["region"] == rid]
+        name = next((str(x["region_name"]) for x in [*mine, *claims] if x["region"] == rid and x.get("region_name")), rid)
+        out += [Heading(3, name), Paragraph(" ".join(text), "summary")]
+    return out
+
+
+def _verdict_table(claims: Sequence[Mapping[str, Any]], runs: Sequence[_Run]) -> Table:
+    head = ("claim", "claimant", "organisation", "region", "kind", "claim value", "estimate [95 % CI]", "ratio",
+            "verdict", "reason", "source", "status", "warnings", "quote")
+    rows = [
+        (c["id"], c.get("claimant") or "", c.get("organisation") or "", c.get("region_name") or c["region"],
+         c["kind"].replace("_", " "), _claim_value(c), _claim_estimate(c, runs),
+         "" if c.get("ratio") is None else _times(c["ratio"]), c["verdict"], c.get("reason") or "",
+         Link("source", str(c["source"])) if c.get("source") else "", c.get("status") or "",
+         "\n".join(c.get("warnings") or []), f"“{c['quote']}”" if c.get("quote") else "")
+        for c in claims
+    ]
+    return Table(head, rows, frozenset({7}), css="verdicts")
+
+
+def _maps(runs: Sequence[_Run], target: str) -> list[Block]:
+    out: list[Block] = []
+    for i, r in enumerate(runs):
+        cog = r.run.path / "maps" / f"{target}_probability.tif" if r.run else None
+        if r.run is None or cog is None or not cog.is_file():
+            out.append(Paragraph(f"Run {i} ({r.info['period']}): no probability map to show ({r.problem or 'map missing'}).", "note"))
+            continue
+        outlines = [(g.id, to_crs(g.geometry, str(r.run.grid.crs))) for g in r.run.regions]
+        png = probability_map(cog, outlines, title=f"{target} probability, {r.info['period']}", synthetic=r.run.synthetic)
+        out.append(Figure(f"map_run{i}", f"Run {i}, {r.info['period']}: probability of {target} per pixel "
+                          "(grey: not classified) with region outlines.", png))
+    return out
+
+
+def _coverage_table(estimates: Sequence[Mapping[str, Any]]) -> Table:
+    head = ("period", "region", "region area (ha)", "observed", "failed reads", "estimate (ha)", "95 % CI (ha)", "estimator")
+    rows = [
+        (e["period"], e.get("region_name") or e["region"], _ha(e["region_area_ha"]), _pct(e.get("observed_fraction")),
+         _pct(e.get("failed_read_fraction")), _ha(e["area_ha"]),
+         f"{_ha(e['ci95_low_ha'])} - {_ha(e['ci95_high_ha'])}" if e.get("ci95_low_ha") is not None else "none (mapped area)",
+         e["estimator"])
+        for e in estimates
+    ]
+    return Table(head, rows, frozenset({2, 3, 4, 5}), css="coverage")
+
+
+def _accuracy(estimates: Sequence[Mapping[str, Any]], runs: Sequence[_Run], target: str) -> list[Block]:
+    def acc(v: float | None, ci: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+
+    rows = []
+    for e in estimates:
+        a = runs[e["run"]].assessment or {}
+        reg = a.get("regions", {}).get(e["region"], {})
+        pc = reg.get("per_class", {}).get(target, {})
+        n = e.get("sample_n", reg.get("n"))
+        rows.append((e["period"], e.get("region_name") or e["region"], e["estimator"], "none" if n is None else str(n),
+                     acc(e.get("users_accuracy"), pc.get("users_ci95")), acc(e.get("producers_accuracy"), pc.get("producers_ci95")),
+                     acc(reg.get("overall_accuracy"), reg.get("overall_ci95"))))
+    out: list[Block] = [Table(("period", "region", "estimator", "sample n", f"{target} user's accuracy",
+                               f"{target} producer's accuracy", "overall accuracy"), rows, frozenset({3}), css="accuracy")]
+    missing = [f"run {i} ({r.info['period']})" for i, r in enumerate(runs) if r.assessment is None]
+    if missing:
+        out.append(Paragraph(f"No labeled reference sample for {', '.join(missing)}: areas there are mapped areas without "
+                             "a confidence interval (`estimator sample`, then `estimator assess`).", "note"))
+    return out
+
+
+def _provenance(i: int, r: _Run, target: str) -> list[Block]:
+    head: list[Block] = [Heading(3, f"Run {i}: {r.info['period']}")]
+    if r.info.get("synthetic"):
+        head.append(Banner(f"Run {i}: {_BANNER}"))
+    if r.run is None:
+        return [*head, Paragraph(f"{r.info['run_dir']}: {r.problem}", "note")]
+    m = r.run.manifest
+    model, cascade = m["model"], m["model"].get("cascade") or {}
+    stac = m.get("stac", {})
+    items = m.get("items", [])
+    facts = [
+        f"Run directory: {r.run.path}",
+        f"Created {m.get('created', '?')}; config hash {m.get('config_hash', '?')}",
+        f"Model {model['id']} ({model.get('estimator', '?')}), sha256 {model.get('sha256', '?')}; "
+        f"training data sha256 {model.get('training_data_sha256', '?')}",
+        "Cascade: " + (f"used, threshold {cascade['threshold']:.4g}, cross-validated recall {cascade.get('recall_cv', 0):.4f}"
+                       if cascade.get("used") else f"not used ({cascade.get('reason') or 'none in the model'})"),
+        f"STAC {stac.get('url', '?')} collection {stac.get('collection', '?')}: {len(items)} scene(s), processing baselines "
+        f"{', '.join(sorted({str(it.get('processing_baseline')) for it in items}))}",
+        f"Grid {m['grid']['crs']}, {m['grid']['resolution']} m, {m['grid']['shape'][0]} x {m['grid']['shape'][1]} px",
+    ]
+    versions = Table(("package", "version"), sorted(m.get("versions", {}).items()))
+    return [
+        *head,
+        Bullets(facts),
+        Details(f"Scene ids ({len(items)})", "\n".join(f"{it['id']}  {it.get('datetime', '')}" for it in items)),
+        Details("Job config", yaml.safe_dump(m.get("config", {}), sort_keys=False)),
+        Details("Package versions", table=versions),
+        Details("The run's own report", render_report_md(r.records, m, target_class=target, assessment=r.assessment)),
+    ]

@@ -1,0 +1,255 @@
+"""Command line: ``python -m estimator {run,plan,sample,assess,compare,regions,demo}`` (also the ``estimator`` console script).
+
+Each command's parser and the function that runs it; logging, one-line errors and the common
+options come from :mod:`estimator.console`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from estimator.cli.regions import add_regions_parser
+from estimator.console import add_command, add_set_option, guarded
+from estimator.errors import EstimatorError
+from estimator.report.text import print_estimates, print_summary
+
+__all__ = ["build_parser", "main"]
+
+EPILOG_RUN = """examples:
+  python -m estimator run configs/jobs/vraem-2023.yaml
+  python -m estimator run job.yaml --out runs/vraem --set stac.max_cloud_cover=60
+  python -m estimator run job.yaml --scheduler tcp://10.0.0.5:8786
+"""
+EPILOG_SAMPLE = """examples:
+  python -m estimator sample runs/vraem --n 600 --out sample.geojson
+  python -m estimator sample runs/vraem --target-se 0.01 --expected-ua coca=0.6 --out sample.geojson
+  python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
+
+Strata are region x map class by default (one error-adjusted estimate per region);
+'--strata class' uses map classes only (estimates per region by Stehman's domain estimator).
+Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
+"""
+EPILOG_ASSESS = """examples:
+  python -m estimator assess runs/vraem --reference sample-labeled.geojson
+
+Replaces area_ha in estimates.json/.csv by the error-adjusted estimate with ci95_low_ha /
+ci95_high_ha, writes assessment.json (accuracies, interpreter agreement) and updates report.md.
+"""
+EPILOG_COMPARE = """examples:
+  python -m estimator compare runs/loreto-2023
+  python -m estimator compare runs/loreto-2021 runs/loreto-2023     # growth claims need two periods
+  python -m estimator compare demo/run --claims demo/claims.yaml --out /tmp/cmp
+
+Sets each claim of the registry (default configs/claims.yaml; format in docs/claims.md)
+beside the estimate of its region and period: consistent, contradicted or inconclusive
+(period mismatch, region only partly observed, no or too wide a CI), the ratio claim /
+estimate, and for growth claims the growth implied by runs of two periods. Writes
+comparison.json (and report files when available) into the first run directory or --out.
+"""
+EPILOG_PLAN = """examples:
+  python -m estimator plan configs/jobs/vraem-2023.yaml
+  python -m estimator plan configs/jobs/loreto-2023.yaml --save-items loreto-items.json
+  python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --workers 8 --json
+
+Searches (or reads --items) and prints what the job would read and cost, without reading pixels.
+"""
+EPILOG_DEMO = """examples:
+  python -m estimator demo                 # world, model and run in ./demo
+  python -m estimator demo --out /tmp/demo --seed 7
+  python -m estimator demo --size 512 --dates 12   # a smaller, faster world
+
+Everything the demo prints and writes is SYNTHETIC: it comes from a generated world.
+"""
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from estimator.config import load_job
+    from estimator.location import as_output
+    from estimator.run.pipeline import run
+
+    job = load_job(args.job, overrides=args.set)
+    if args.out is not None:
+        job = job.model_copy(update={"output": as_output(args.out, Path.cwd())})
+    result = run(job, scheduler=args.scheduler, progress=not args.quiet)
+    print_summary(result.records, result.manifest, result.run_dir)
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from estimator.config import load_job
+    from estimator.regions.geometry import regions_bbox
+    from estimator.regions.job import job_regions
+    from estimator.report.plan_summary import format_summary, read_items, save_items, summarize
+    from estimator.stages.plan import make_plan
+    from estimator.stages.search import search_items
+
+    job = load_job(args.job, overrides=args.set)
+    regions = job_regions(job.regions)
+    if args.items:
+        items = [i for i in read_items(args.items) if (i.properties.get("eo:cloud_cover") or 0) <= job.stac.max_cloud_cover]
+    else:
+        items = list(search_items(job.stac, regions_bbox(regions), job.period, progress=not args.quiet).items)
+    if args.save_items:
+        save_items(args.save_items, items)
+    plan = make_plan(
+        [i.to_dict() for i in items], regions,
+        resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
+            provider=job.stac.provider,
+    )
+    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads)
+    print(_json.dumps(summary, indent=2) if args.json else format_summary(summary, regions))
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from estimator.location import write_json
+    from estimator.run.rundir import open_run
+    from estimator.stats.sample import draw_sample
+
+    ua = {}
+    for item in args.expected_ua:
+        cls, _, val = item.partition("=")
+        try:
+            ua[cls] = float(val)
+        except ValueError:
+            raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
+    run = open_run(args.run_dir)
+    fc = draw_sample(
+        run, n=args.n, target_se=args.target_se, expected_ua=ua, min_per_stratum=args.min_per_stratum,
+        by_region=args.strata == "region-class", seed=args.seed, progress=not args.quiet,
+    )
+    write_json(args.out, fc)
+    strata = fc["sampling"]["strata"]
+    print(f"{len(fc['features'])} sample units in {len(strata)} strata written to {args.out}")
+    if run.synthetic:
+        print("SYNTHETIC demo run: the sample points lie in a generated world")
+    return 0
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    from estimator.stats.assess import assess_run
+
+    out = assess_run(args.run_dir, args.reference, z=args.z, adjust_zero_cells=not args.no_zero_cell_adjustment)
+    recs = out["records"]
+    print_estimates(recs, args.target_class, synthetic=bool(recs and recs[0].get("synthetic")), all_classes=args.all_classes)
+    ia = out["assessment"]["interpreters"]
+    if ia["units_labeled_by_both"]:
+        print(f"interpreter agreement: {100 * ia['agreement_rate']:.1f} % of {ia['units_labeled_by_both']} units")
+    print(f"updated {args.run_dir}/estimates.json, assessment.json and report.md")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from estimator.claims.compare import compare, format_table
+
+    comparison, written = compare(
+        args.run_dirs, claims_path=args.claims, out_dir=args.out,
+        min_observed=args.min_observed, max_rel_half_width=args.max_relative_half_width,
+    )
+    print(format_table(comparison))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from estimator.demo.runner import run_demo
+
+    run_demo(args.out.resolve(), seed=args.seed, size_px=args.size, n_dates=args.dates, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="estimator",
+        description="Estimate coca cultivation from Sentinel-2 L2A imagery, with coverage, per region.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = add_command(
+        sub, "run", _cmd_run, help="run an estimation job", epilog=EPILOG_RUN,
+        description="Search, load, classify and aggregate; write estimates, maps, manifest and report.",
+    )
+    p.add_argument("job", type=Path, help="job YAML file")
+    p.add_argument("--out", help="run directory or fsspec URL, e.g. s3://bucket/run (overrides the job's `output`)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
+    add_set_option(p)
+
+    pl = add_command(
+        sub, "plan", _cmd_plan, help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
+        description="Search and plan a job without reading pixels: scenes per tile and date, grid, chunks, "
+        "bytes to read, memory per worker and a time forecast.",
+    )
+    pl.add_argument("job", type=Path, help="job YAML file")
+    pl.add_argument("--items", type=Path, help="use a saved item list instead of searching")
+    pl.add_argument("--save-items", type=Path, help="write the items found, for --items later")
+    pl.add_argument("--workers", type=int, default=1, help="workers for the forecast (default 1)")
+    pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
+    pl.add_argument("--json", action="store_true", help="print JSON")
+    add_set_option(pl)
+
+    s = add_command(
+        sub, "sample", _cmd_sample, help="draw a stratified reference sample from a run's class map",
+        epilog=EPILOG_SAMPLE, description="Stratified random sample of pixel centres (Olofsson et al. 2014 allocation) for reference labeling.",
+    )
+    s.add_argument("run_dir", type=Path, help="run directory written by `estimator run`")
+    s.add_argument("--out", type=Path, required=True, help="GeoJSON file to write")
+    s.add_argument("--n", type=int, help="total sample size (default: from --target-se)")
+    s.add_argument("--target-se", type=float, default=0.01, help="target standard error of overall accuracy (default 0.01)")
+    s.add_argument("--expected-ua", action="append", default=[], metavar="CLASS=UA", help="conjectured user's accuracy (default coca=0.7, others 0.9)")
+    s.add_argument("--min-per-stratum", type=int, default=50, help="minimum units per stratum (default 50)")
+    s.add_argument("--strata", choices=["region-class", "class"], default="region-class", help="stratification (default region-class)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    a = add_command(
+        sub, "assess", _cmd_assess, help="error-adjusted areas and accuracy from a labeled reference sample",
+        epilog=EPILOG_ASSESS, description="Design-based area estimates with 95 %% confidence intervals (Olofsson 2014 / Stehman 2014).",
+    )
+    a.add_argument("run_dir", type=Path, help="run directory the sample was drawn from")
+    a.add_argument("--reference", type=Path, required=True, help="labeled sample GeoJSON")
+    a.add_argument("--z", type=float, default=1.96, help="normal quantile of the intervals (default 1.96: 95 %%)")
+    a.add_argument(
+        "--no-zero-cell-adjustment", action="store_true",
+        help="textbook variances: a stratum whose sample shows no error adds zero variance",
+    )
+    a.add_argument("--target-class", default="coca", help="class to print (default coca)")
+    a.add_argument("--all-classes", action="store_true", help="print every class")
+
+    c = add_command(
+        sub, "compare", _cmd_compare, help="set reported claims beside a run's estimates", epilog=EPILOG_COMPARE,
+        description="Verdict per claim (consistent / contradicted / inconclusive with the reason) from the "
+        "estimates' 95 %% confidence intervals.",
+    )
+    c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (several: several periods)")
+    c.add_argument("--claims", type=Path, help="claims registry (default configs/claims.yaml)")
+    c.add_argument("--out", type=Path, help="directory for comparison.json (default: the first RUN_DIR)")
+    c.add_argument(
+        "--min-observed", type=float, default=0.9,
+        help="observed fraction below which a whole-region claim is inconclusive (default 0.9)",
+    )
+    c.add_argument(
+        "--max-relative-half-width", type=float, default=1.0,
+        help="CI half-width / estimate above which agreement is inconclusive (default 1.0)",
+    )
+
+    add_regions_parser(sub)
+
+    d = add_command(
+        sub, "demo", _cmd_demo, help="generate, serve and estimate the synthetic demo world", epilog=EPILOG_DEMO,
+        description="Generate (once, cached) a synthetic Sentinel-2 world, serve it through a real STAC API "
+        "and a Range-capable HTTP server on 127.0.0.1, train the demo model, run the job and print "
+        "estimates beside the known truth.",
+    )
+    d.add_argument("--out", type=Path, default=Path("demo"), help="directory for world, model, job and run (default ./demo)")
+    d.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
+    d.add_argument("--size", type=int, default=1024, help="world size in 10 m pixels (default 1024)")
+    d.add_argument("--dates", type=int, default=18, help="number of acquisition dates (default 18)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(args.fn, args)

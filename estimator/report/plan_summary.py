@@ -1,0 +1,141 @@
+"""``estimator plan``: what a job would do, without reading a pixel.
+
+Searches (or reads a saved item list), builds the plan, and reports items per tile and
+date, the output grid and chunks, pixels and bytes to read, memory per worker and a time
+forecast from the measured cost figures in :mod:`estimator.stages.costs`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import shapely
+
+from estimator.bands import NATIVE_RESOLUTION, REFLECTANCE_BANDS
+from estimator.errors import ConfigError
+from estimator.regions.geometry import Region, rasterize_regions
+from estimator.stages import costs
+from estimator.stages.plan import Plan
+
+__all__ = ["format_summary", "read_items", "save_items", "summarize"]
+
+
+def read_items(path: Path) -> list[pystac.Item]:
+    """Items from a saved FeatureCollection/ItemCollection JSON (``plan --save-items``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        feats = data["features"] if isinstance(data, dict) else data
+        return [pystac.Item.from_dict(_offline(f)) for f in feats]
+    except FileNotFoundError:
+        raise ConfigError(f"item list not found: {path}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a saved STAC item list ({type(e).__name__}); write one with --save-items") from None
+
+
+#: Links that point back at the API; a saved list must not need it to be read again.
+_API_LINKS = {"self", "root", "parent", "collection"}
+
+
+def _offline(item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "links": [ln for ln in item.get("links", []) if ln.get("rel") not in _API_LINKS]}
+
+
+def save_items(path: Path, items: Sequence[pystac.Item]) -> None:
+    """Write items as a FeatureCollection readable offline by :func:`read_items`."""
+    from estimator.location import write_json
+
+    feats = [_offline(i.to_dict(include_self_link=False, transform_hrefs=False)) for i in items]
+    write_json(path, {"type": "FeatureCollection", "features": feats})
+
+
+def summarize(plan: Plan, regions: Sequence[Region], *, workers: int = 1, threads_per_worker: int = 2) -> dict[str, Any]:
+    """Numbers a user needs before starting a job."""
+    res = abs(plan.grid.affine.a)
+    per_tile = []
+    tile_px = region_px = reads_px = 0
+    max_slices = 0
+    for t in plan.tiles:
+        ny, nx = t.geobox.shape.yx
+        inside = int(rasterize_regions(regions, t.geobox).any(axis=0).sum())
+        n = len(t.groups)
+        max_slices = max(max_slices, n)
+        tile_px += ny * nx
+        region_px += inside
+        reads_px += ny * nx * n
+        per_tile.append({"tile": t.id, "pixels": ny * nx, "region_pixels": inside, "slices": n})
+    # bytes at native resolution: 10 m bands full size, 20 m bands a quarter (uint16; SCL uint8)
+    px_m2 = res * res
+    native_bytes = 0.0
+    for band in (*REFLECTANCE_BANDS, "scl"):
+        scale = px_m2 / NATIVE_RESOLUTION[band] ** 2
+        native_bytes += reads_px * scale * (1 if band == "scl" else 2)
+    days = Counter(i.solar_day.isoformat() for i in plan.items.values())
+    tiles = Counter(i.tile or "?" for i in plan.items.values())
+    cores = max(1, workers * threads_per_worker)
+    read_s = reads_px / (costs.READ_MPIX_PER_S * 1e6) / cores
+    feat_s = tile_px * (max(max_slices, 1) / 18) / (costs.FEATURES_MPIX_PER_S_18 * 1e6) / cores
+    cls_s = region_px / (costs.CLASSIFY_MPIX_PER_S * 1e6) / cores
+    chunk_mem = plan.chunk_size**2 * max(max_slices, 1) * costs.BYTES_PER_PX_SLICE
+    return {
+        "grid": {
+            "crs": str(plan.grid.crs),
+            "resolution": res,
+            "shape": list(plan.grid.shape.yx),
+            "tiles_kept": len(plan.tiles),
+            "chunk_size": plan.chunk_size,
+        },
+        "items": len(plan.items),
+        "duplicates_dropped": len(plan.duplicates),
+        "time_slices": len(plan.groups),
+        "items_per_mgrs_tile": dict(sorted(tiles.items())),
+        "items_per_date": dict(sorted(days.items())),
+        "pixels": {"tile_pixels": tile_px, "region_pixels": region_px, "pixel_reads": reads_px},
+        "bytes_to_read": int(native_bytes),
+        "memory_per_worker_bytes": int(costs.WORKER_BASE_BYTES + chunk_mem * threads_per_worker),
+        "threads_per_worker": threads_per_worker,
+        "forecast_seconds": {"read": round(read_s), "features": round(feat_s), "classify": round(cls_s), "total": round(read_s + feat_s + cls_s)},
+        "cores_assumed": cores,
+        "tiles": per_tile,
+    }
+
+
+def _human(n: float, unit: str = "B") -> str:
+    for p in ("", "K", "M", "G", "T"):
+        if abs(n) < 1024 or p == "T":
+            return f"{n:,.1f} {p}{unit}"
+        n /= 1024
+    return f"{n} {unit}"
+
+
+def _duration(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def format_summary(d: dict[str, Any], regions: Sequence[Region]) -> str:
+    g = d["grid"]
+    f = d["forecast_seconds"]
+    area = shapely.union_all([r.geometry for r in regions]).bounds
+    lines = [
+        f"regions: {', '.join(r.id for r in regions)} (lon/lat bbox {np.round(area, 3).tolist()})",
+        f"grid: {g['crs']}, {g['resolution']:g} m, {g['shape'][0]:,} x {g['shape'][1]:,} px; "
+        f"{g['tiles_kept']} tile(s) meet the regions; dask chunks {g['chunk_size']} px",
+        f"scenes: {d['items']} after the cloud filter ({d['duplicates_dropped']} duplicate(s) dropped) "
+        f"in {d['time_slices']} time slice(s)",
+        "scenes per MGRS tile: " + ", ".join(f"{k} {v}" for k, v in d["items_per_mgrs_tile"].items()),
+        "scenes per date: " + ", ".join(f"{k} ({v})" for k, v in list(d["items_per_date"].items())[:40])
+        + (" ..." if len(d["items_per_date"]) > 40 else ""),
+        f"pixels: {d['pixels']['tile_pixels']:,} on the grid tiles, {d['pixels']['region_pixels']:,} inside regions "
+        f"(classified), {d['pixels']['pixel_reads']:,} pixel x date reads",
+        f"to read: about {_human(d['bytes_to_read'])} of COG data (before compression)",
+        f"memory per worker: about {_human(d['memory_per_worker_bytes'])} (the process, plus "
+        f"{d['threads_per_worker']} thread(s) x one chunk of all dates)",
+        f"forecast on {d['cores_assumed']} core(s): read {_duration(f['read'])}, features {_duration(f['features'])}, "
+        f"classify {_duration(f['classify'])}; total about {_duration(f['total'])} (from BENCHMARKS.md figures)",
+    ]
+    return "\n".join(lines)

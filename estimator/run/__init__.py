@@ -1,0 +1,98 @@
+"""Running a job: the thin orchestrator (:func:`pipeline.run`) and what it needs: a tile's
+computation, the cluster, the read-retry policy, tile checkpoints, the manifest, the map
+outputs, and the run directory layout (``rundir``: the one reader and writer of it).
+
+Imports the foundation, ``regions``, ``stages`` and ``report``.
+"""
+
+from __future__ import annotations
+
+from estimator.lazy import exports
+
+__all__ = [
+    "ASSESSMENT_FILE",
+    "CLASS_COLOURS",
+    "CLUSTER_ERRORS",
+    "ESTIMATES_FILE",
+    "MANIFEST_FILE",
+    "TILE_FORMAT",
+    "Block",
+    "Classified",
+    "MapLayer",
+    "RunDir",
+    "RunResult",
+    "TileObs",
+    "TileStore",
+    "Timer",
+    "build_manifest",
+    "cascade_manifest",
+    "classify_tile",
+    "clear_http_caches",
+    "connect_client",
+    "dask_context",
+    "is_read_error",
+    "job_key",
+    "map_tiles",
+    "open_run",
+    "package_versions",
+    "persist_now",
+    "pixel_coverage",
+    "plot_layers",
+    "process_tile",
+    "read_estimates",
+    "read_manifest",
+    "read_robust",
+    "run",
+    "tile_features",
+    "tile_observations",
+    "tiles_computing",
+    "write_estimates",
+    "write_map_cog",
+    "write_maps",
+    "write_quicklook",
+]
+
+_WHERE = {
+    "ASSESSMENT_FILE": "rundir",
+    "Block": "rundir",
+    "CLASS_COLOURS": "outputs",
+    "CLUSTER_ERRORS": "reads",
+    "Classified": "tiles",
+    "ESTIMATES_FILE": "rundir",
+    "MANIFEST_FILE": "rundir",
+    "MapLayer": "outputs",
+    "RunDir": "rundir",
+    "RunResult": "pipeline",
+    "TILE_FORMAT": "checkpoints",
+    "TileObs": "tiles",
+    "TileStore": "checkpoints",
+    "Timer": "manifest",
+    "build_manifest": "manifest",
+    "cascade_manifest": "manifest",
+    "classify_tile": "tiles",
+    "clear_http_caches": "reads",
+    "connect_client": "cluster",
+    "dask_context": "cluster",
+    "is_read_error": "reads",
+    "job_key": "checkpoints",
+    "map_tiles": "cluster",
+    "open_run": "rundir",
+    "package_versions": "manifest",
+    "persist_now": "tiles",
+    "pixel_coverage": "tiles",
+    "plot_layers": "checkpoints",
+    "process_tile": "tiles",
+    "read_estimates": "rundir",
+    "read_manifest": "rundir",
+    "read_robust": "reads",
+    "run": "pipeline",
+    "tile_features": "tiles",
+    "tile_observations": "tiles",
+    "tiles_computing": "cluster",
+    "write_estimates": "rundir",
+    "write_map_cog": "outputs",
+    "write_maps": "outputs",
+    "write_quicklook": "outputs",
+}
+
+__getattr__, __dir__ = exports(__name__, _WHERE)

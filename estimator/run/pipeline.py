@@ -1,0 +1,189 @@
+"""The orchestrator: one line per stage, in the order of the data-flow diagram (DESIGN.md).
+
+A job is a map over output-grid tiles (load -> mask -> features -> classify -> per-region
+sums and map blocks, each tile's result written atomically) followed by a reduce (sums).
+A rerun of the same job finds finished tiles on disk and does not redo them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from estimator.config import JobConfig
+from estimator.errors import ConfigError
+from estimator.location import RunLocation, write_json, write_text
+from estimator.regions.geometry import Region, regions_bbox, to_crs
+from estimator.regions.job import job_regions
+from estimator.report.run_report import render_report_md
+from estimator.run.checkpoints import TileStore, job_key, plot_layers
+from estimator.run.cluster import connect_client, dask_context, map_tiles, tiles_computing
+from estimator.run.manifest import Timer, build_manifest
+from estimator.run.outputs import write_maps
+from estimator.run.rundir import MANIFEST_FILE, write_estimates
+from estimator.run.tiles import process_tile
+from estimator.stages.aggregate import TilePartial, reduce_partials
+from estimator.stages.classify import ModelRef, make_predictor, model_plugin
+from estimator.stages.estimate import apply_coverage, mapped_records
+from estimator.stages.load import configure_gdal
+from estimator.stages.model import Model, load_model
+from estimator.stages.plan import Tile, make_plan
+from estimator.stages.plots import make_plots, write_plots
+from estimator.stages.search import search_items
+from estimator.synthetic import SYNTHETIC_PROPERTY
+
+__all__ = ["RunResult", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished job produced."""
+
+    run_dir: Path | str
+    """The run directory (a ``Path``), or the URL of a remote one."""
+    records: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    tiles_reused: int = 0
+    """Tiles found finished on disk from an earlier, interrupted run."""
+
+
+def run(
+    job: JobConfig,
+    *,
+    scheduler: str | None = None,
+    client: Any = None,
+    progress: bool = True,
+    truth: Mapping[str, Mapping[str, float]] | None = None,
+) -> RunResult:
+    """Run an estimation job end to end and write its run directory.
+
+    Everything that can reject bad input (config, regions, model, search) runs before the
+    run directory is created, so a rejected job leaves nothing behind.
+
+    Parameters
+    ----------
+    job
+        Validated job configuration.
+    scheduler
+        dask.distributed scheduler address; overrides ``job.cluster.address``.
+    client
+        A connected ``distributed.Client`` to run on (dask-gateway, Coiled ...); it is
+        used, not closed. Overrides ``scheduler`` and the job's cluster settings.
+    progress
+        Show progress bars.
+    truth
+        Known true hectares per region and class (demo world only), printed in the report.
+    """
+    timer = Timer()
+    with timer("prepare"):
+        location = RunLocation.open(job.output)
+        regions = job_regions(job.regions)
+        model = load_model(job.model)
+        if job.target_class not in model.classes:
+            raise ConfigError(
+                f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
+            )
+        model = replace(model, target_class=job.target_class)
+    # Connect before searching: a wrong scheduler address fails fast, before any work.
+    if client is None and not scheduler and job.cluster.connect:
+        client = connect_client(job.cluster.connect)
+    with dask_context(scheduler or job.cluster.address, client) as client:
+        result = _run(job, regions, model, location, client, timer, progress, truth)
+    return result
+
+
+def _run(
+    job: JobConfig,
+    regions: Sequence[Region],
+    model: Model,
+    location: RunLocation,
+    client: Any,
+    timer: Timer,
+    progress: bool,
+    truth: Mapping[str, Mapping[str, float]] | None,
+) -> RunResult:
+    with timer("search"):
+        found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
+    with timer("plan"):
+        plan = make_plan(
+            [i.to_dict() for i in found.items], regions,
+            resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
+            provider=job.stac.provider,
+        )
+    items = {i.id: i for i in found.items}
+    synthetic = any(bool(i.properties.get(SYNTHETIC_PROPERTY)) for i in found.items)
+    store = TileStore(location, job_key(job, model, plan, regions))
+    configure_gdal()
+    reused: set[str] = set()
+    # One bar in tiles: a tile is read, classified and checkpointed in one go.
+    bar = tqdm(total=len(plan.tiles), desc="tiles", unit="tile", disable=not progress)
+    with timer("tiles"), bar:
+        # Install the model on every worker once (and on any that restarts or joins), not
+        # inside each tile's graph; tasks refer to it by its sha256.
+        estimator: Any = make_predictor(model, cascade=job.classify.cascade)
+        if client is not None:
+            key = f"{model.identity[:40]}-cascade{int(job.classify.cascade)}"
+            client.register_plugin(model_plugin(key, estimator))
+            estimator = ModelRef(key)
+        todo = []
+        done: dict[str, TilePartial] = {}
+        for tile in plan.tiles:
+            prev = store.done(tile.id)
+            if prev is None:
+                todo.append(tile)
+            else:
+                done[tile.id] = prev
+                reused.add(tile.id)
+                bar.update(1)
+
+        # A few tiles compute at once (see tiles_computing); as many again wait for a slot
+        # or finish in the client (minimum mapping unit, sums, checkpoint), so that work
+        # overlaps the next tiles' pixels instead of leaving the cores idle.
+        computing = tiles_computing(client, job)
+        compute_slot = threading.BoundedSemaphore(computing)
+
+        def work(tile: Tile) -> TilePartial:
+            part, arrays = process_tile(tile, plan, items, regions, model, estimator, job, compute_slot)
+            store.save(part, arrays)  # checkpoint as soon as the tile is finished
+            bar.update(1)
+            return part
+
+        for part in map_tiles(work, todo, 2 * computing):
+            done[part.tile_id] = part
+        partials = [done[t.id] for t in plan.tiles]
+    with timer("reduce"):
+        totals = reduce_partials(partials, [r.id for r in regions])
+        records = mapped_records(
+            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
+        )
+        apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
+    # COG writing needs local files: a remote run is staged locally and uploaded, its
+    # manifest last (its presence marks a complete run).
+    with location.staged(last=MANIFEST_FILE) as run_dir:
+        with timer("outputs"):
+            write_maps(
+                run_dir, plan, store.array, model.classes, model.target_class,
+                outlines=[(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions],
+                title=f"Class map {job.period.label}", synthetic=synthetic,
+            )
+        with timer("plots"):
+            target_code = model.classes.index(model.target_class) + 1
+            plots = make_plots(
+                plot_layers(store, plan, regions, target_code), grid_affine=plan.grid.affine, crs=str(plan.grid.crs),
+                region_ids=[r.id for r in regions], synthetic=synthetic,
+            )
+            write_plots(run_dir, plots.frame)
+        manifest = build_manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)
+        write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
+        write_json(run_dir / MANIFEST_FILE, manifest)
+        write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
+    store.prune_others()
+    return RunResult(location.output, records, manifest, len(reused))

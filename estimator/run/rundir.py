@@ -1,0 +1,173 @@
+"""The run directory's layout: its file names, the estimates' writer and every reader.
+
+Sampling, assessment, comparison and active learning work on a run after the fact; this
+module is the one place that knows the run layout (``estimates.json``/``.csv``,
+``manifest.json``, ``assessment.json``, ``maps/class.tif``), and streams the class map block by
+block so memory stays bounded whatever the region size.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from odc.geo.geobox import GeoBox
+from rasterio.windows import Window
+
+from estimator.config import RegionsConfig
+from estimator.errors import EstimatorError
+from estimator.grid import pixel_area_m2
+from estimator.location import as_output, is_url, write_json, write_text
+from estimator.regions.geometry import Region, rasterize_regions
+from estimator.regions.job import job_regions
+from estimator.stages.estimate import RECORD_FIELDS, SCHEMA_VERSION
+
+__all__ = [
+    "ASSESSMENT_FILE",
+    "ESTIMATES_FILE",
+    "MANIFEST_FILE",
+    "Block",
+    "RunDir",
+    "open_run",
+    "read_estimates",
+    "read_manifest",
+    "write_estimates",
+]
+
+#: File names of a run directory.
+ESTIMATES_FILE = "estimates.json"
+MANIFEST_FILE = "manifest.json"
+ASSESSMENT_FILE = "assessment.json"
+CLASS_MAP = "maps/class.tif"
+
+_BLOCK = 2048
+
+
+@dataclass(frozen=True)
+class Block:
+    """One window of the class map with what sampling and assessment need."""
+
+    row_off: int
+    col_off: int
+    codes: np.ndarray
+    """Class codes (0 = unobserved, else 1 + index into ``RunDir.classes``)."""
+    regions: np.ndarray
+    """``(n_regions, h, w)`` region masks (pixel-centre rule)."""
+    pixel_area_m2: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory written by ``estimator run``."""
+
+    path: Path
+    manifest: dict[str, Any]
+    regions: tuple[Region, ...]
+    classes: tuple[str, ...]
+    grid: GeoBox
+    class_map: Path
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.manifest.get("synthetic"))
+
+    def class_map_sha256(self) -> str:
+        h = hashlib.sha256()
+        with open(self.class_map, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def blocks(self, block: int = _BLOCK) -> Iterator[Block]:
+        """Windows of the class map in a fixed (row-major) order."""
+        ny, nx = self.grid.shape.yx
+        with rasterio.open(self.class_map) as src:
+            for r0 in range(0, ny, block):
+                for c0 in range(0, nx, block):
+                    h, w = min(block, ny - r0), min(block, nx - c0)
+                    codes = src.read(1, window=Window(c0, r0, w, h))
+                    gb = self.grid[r0 : r0 + h, c0 : c0 + w]
+                    yield Block(r0, c0, codes, rasterize_regions(self.regions, gb), pixel_area_m2(gb))
+
+    def estimates(self) -> dict[str, Any]:
+        """The run's ``estimates.json``."""
+        return read_estimates(self.path)
+
+    def assessment(self) -> dict[str, Any] | None:
+        """The run's ``assessment.json``, or ``None`` before ``estimator assess``."""
+        return _read_json(self.path, ASSESSMENT_FILE) if (self.path / ASSESSMENT_FILE).is_file() else None
+
+    def pixel_xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid-CRS coordinates of pixel centres."""
+        a = self.grid.affine
+        return a.c + a.a * (cols + 0.5) + a.b * (rows + 0.5), a.f + a.d * (cols + 0.5) + a.e * (rows + 0.5)
+
+
+def write_estimates(run_dir: Path, records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
+    """``estimates.json`` (schema version, metadata, records) and ``estimates.csv``."""
+    write_json(run_dir / ESTIMATES_FILE, {"schema_version": SCHEMA_VERSION, **meta, "records": list(records)})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(RECORD_FIELDS), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RECORD_FIELDS})
+    write_text(run_dir / "estimates.csv", buf.getvalue())
+
+
+def _read_json(path: Path, name: str) -> dict[str, Any]:
+    try:
+        data = json.loads((path / name).read_text())
+    except FileNotFoundError:
+        raise EstimatorError(f"{path} is not a finished run directory ({name} missing); run `estimator run` first") from None
+    except json.JSONDecodeError as e:
+        raise EstimatorError(f"{path}: {name} is not valid JSON ({e.msg}); rerun the job") from None
+    if not isinstance(data, dict):
+        raise EstimatorError(f"{path}: {name} is not a JSON object; rerun the job")
+    return data
+
+
+def read_estimates(path: Path | str) -> dict[str, Any]:
+    """A run's ``estimates.json``: schema version, period, model id and ``records``."""
+    return _read_json(Path(path), ESTIMATES_FILE)
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """A run's ``manifest.json`` (provenance: items, config, model, grid, tiles)."""
+    return _read_json(Path(path), MANIFEST_FILE)
+
+
+def open_run(path: Path | str) -> RunDir:
+    """Open a local run directory; a clear error when it is not one.
+
+    Runs written to a remote output (``s3://...``) are read from a local copy: the class
+    map is read many times, window by window.
+    """
+    if is_url(path) and not Path(path).exists():
+        url = as_output(path)
+        if not isinstance(url, Path):
+            raise EstimatorError(
+                f"{url} is a remote run; copy it to a local directory first "
+                f"(e.g. `aws s3 cp --recursive {url} ./run --exclude 'tiles/*'`) and pass that directory"
+            )
+        path = url
+    path = Path(path)
+    mpath, cmap = path / MANIFEST_FILE, path / CLASS_MAP
+    if not mpath.is_file() or not cmap.is_file():
+        raise EstimatorError(f"{path} is not a finished run directory (needs manifest.json and maps/class.tif); run `estimator run` first")
+    manifest = json.loads(mpath.read_text())
+    cfg = manifest["config"]
+    regions = job_regions(RegionsConfig.model_validate(cfg["regions"]))
+    with rasterio.open(cmap) as src:
+        grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        classes = tuple(json.loads(src.tags()["classes"])[1:])
+    if list(classes) != manifest["model"]["classes"]:
+        raise EstimatorError(f"{cmap} does not match the run's manifest (classes differ); rerun the job")
+    return RunDir(path, manifest, regions, classes, grid, cmap)

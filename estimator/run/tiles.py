@@ -1,0 +1,233 @@
+"""One tile's computation: load -> mask -> features -> classify as one dask graph, then the
+minimum mapping unit, per-region sums and the map blocks a checkpoint keeps.
+
+``tile_features`` is shared with training, so training and prediction see the same features."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pystac
+import shapely
+from rasterio.features import rasterize
+
+from estimator.config import JobConfig
+from estimator.grid import pixel_area_m2
+from estimator.regions.geometry import Region, rasterize_regions, to_crs
+from estimator.run.reads import read_robust
+from estimator.stages.aggregate import TilePartial, aggregate_tile, failed_tile
+from estimator.stages.classify import class_codes, classify_dask, sieve_codes
+from estimator.stages.features import features_dask
+from estimator.stages.load import load_tile
+from estimator.stages.mask import mask_observations
+from estimator.stages.model import Model
+from estimator.stages.plan import Plan, Tile
+from estimator.stages.plots import slice_days
+
+__all__ = ["Classified", "TileObs", "classify_tile", "persist_now", "pixel_coverage", "process_tile", "tile_features", "tile_observations"]
+
+log = logging.getLogger(__name__)
+
+
+def pixel_coverage(tile: Tile, plan: Plan, failed: Sequence[str] = ()) -> np.ndarray:
+    """Per pixel: how many time slices cover it (``failed`` empty), or how many slices lost
+    it to read failures: footprints of failed items not covered by a readable item of the
+    same slice."""
+    ny, nx = tile.geobox.shape.yx
+    crs = str(tile.geobox.crs)
+    bad = set(failed)
+    out = np.zeros((ny, nx), dtype=np.float32)
+    for group in tile.groups:
+        ok = [to_crs(plan.items[i].footprint, crs) for i in group if i not in bad]
+        lost = [to_crs(plan.items[i].footprint, crs) for i in group if i in bad]
+        if failed:
+            if not lost:
+                continue
+            geom = shapely.union_all(lost)
+            if ok:
+                geom = geom.difference(shapely.union_all(ok))
+        else:
+            geom = shapely.union_all(ok)
+        if not geom.is_empty:
+            out += rasterize([(geom, 1)], out_shape=(ny, nx), transform=tile.geobox.affine, fill=0, dtype="uint8")
+    return out
+
+
+def persist_now(*arrays: da.Array) -> tuple[da.Array, ...]:
+    """Compute and keep results where they were computed (worker memory on a cluster, local
+    memory otherwise), raising a failed read now rather than at a later step."""
+    out = dask.persist(*arrays)
+    try:
+        from distributed import futures_of, get_client, wait
+
+        get_client()
+    except (ImportError, ValueError):
+        return out
+    futures = futures_of(out)
+    wait(futures)
+    for f in futures:
+        if f.status == "error":
+            f.result()  # re-raises the task's exception here
+    return out
+
+
+@dataclass(frozen=True)
+class TileObs:
+    """A tile's features and observation counts (dask arrays), with the dates of its slices."""
+
+    features: da.Array
+    """``(F, y, x)`` features."""
+    n_clear: da.Array
+    """``(y, x)`` clear observations."""
+    span: da.Array
+    """``(2, y, x)`` time index of the first and last clear observation, -1 where none."""
+    groups: tuple[tuple[str, ...], ...]
+    """Item ids per time slice as loaded (the indices of ``span`` count these)."""
+
+
+def tile_observations(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    clear_scl: Sequence[int],
+    exclude: Sequence[str] = (),
+    persist: bool = True,
+) -> TileObs | None:
+    """Load, mask and compute features for one tile; ``persist=False`` keeps the graph lazy
+    (the job classifies each chunk's features as they are made and never holds a tile's)."""
+    stack = load_tile(tile, plan, items, exclude=exclude)
+    if stack is None:
+        return None
+    m = mask_observations(stack, clear_scl)
+    arrays = (features_dask(m.masked.data), m.n_clear.data, m.span.data)
+    feats, counts, span = persist_now(*arrays) if persist else arrays
+    return TileObs(feats, counts, span, stack.groups)
+
+
+def tile_features(
+    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], clear_scl: Sequence[int], exclude: Sequence[str] = ()
+) -> tuple[da.Array, da.Array] | None:
+    """Load, mask and compute features for one tile: ``(features (F,y,x), n_clear (y,x))``,
+    persisted (on the cluster when one is in use). ``None`` when no scene touches the tile.
+
+    Shared by estimation and training, so both see exactly the same features.
+    """
+    obs = tile_observations(tile, plan, items, clear_scl, exclude)
+    return None if obs is None else (obs.features, obs.n_clear)
+
+
+def inside_regions(regions: Sequence[Region], geobox: Any) -> np.ndarray:
+    return np.asarray(rasterize_regions(regions, geobox).any(axis=0))
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A tile's classification as computed: raw codes (before the minimum mapping unit),
+    target probability, clear counts, first/last clear slice, and the slices' item ids."""
+
+    raw_codes: np.ndarray
+    target: np.ndarray
+    n_clear: np.ndarray
+    span: np.ndarray
+    groups: tuple[tuple[str, ...], ...]
+
+
+def classify_tile(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    regions: Sequence[Region],
+    model: Model,
+    estimator: Any,
+    clear_scl: Sequence[int],
+    exclude: Sequence[str] = (),
+) -> Classified | None:
+    """Load -> mask -> features -> classify as one graph, computed at once: each chunk's
+    features are classified as soon as they are made and then dropped, so a worker holds a
+    few chunks' features, never a tile's (33 float32 layers of a 2048 px tile are 550 MB)."""
+    obs = tile_observations(tile, plan, items, clear_scl, exclude, persist=False)
+    if obs is None:
+        return None
+    ny, nx = tile.geobox.shape.yx
+    # Only pixels inside a region are classified (predict_proba is the costly step). The
+    # mask is rasterized where the block runs, so no pixel array travels in the graph.
+    c = plan.chunk_size
+    inside = da.from_delayed(
+        dask.delayed(inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool
+    ).rechunk((c, c))
+    probs_d = classify_dask(obs.features, estimator, len(model.classes), model.model_id, inside=inside)
+    # Reduce to what the outputs need where the blocks live: 1 byte of class, 4 of target
+    # probability and 4 of first/last clear slice per pixel travel back, not every class's
+    # probability.
+    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
+    target_d = probs_d[model.classes.index(model.target_class)]
+    raw_codes, target, n_clear, span = dask.compute(codes_d, target_d, obs.n_clear, obs.span)
+    return Classified(raw_codes, target, n_clear, span, obs.groups)
+
+
+def process_tile(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    regions: Sequence[Region],
+    model: Model,
+    estimator: Any,
+    job: JobConfig,
+    compute_slot: AbstractContextManager[Any],
+) -> tuple[TilePartial, dict[str, np.ndarray]]:
+    """One tile: classified pixels -> minimum mapping unit -> sums and map blocks.
+
+    ``estimator`` is the :class:`~estimator.stages.classify.Predictor`, or a :class:`ModelRef` to
+    the copy installed on every worker. The pixels are computed inside ``compute_slot``.
+    """
+    ny, nx = tile.geobox.shape.yx
+    ids = [r.id for r in regions]
+    masks = rasterize_regions(regions, tile.geobox)
+    area = pixel_area_m2(tile.geobox)
+    expected = pixel_coverage(tile, plan)
+    empty: dict[str, np.ndarray] = {
+        "class": np.zeros((ny, nx), np.uint8),
+        "prob": np.full((ny, nx), np.nan, np.float32),
+        "n_clear": np.full((ny, nx), -1, np.int16),
+        "target_raw": np.zeros((ny, nx), np.uint8),
+        "first_day": np.zeros((ny, nx), np.uint16),
+        "last_day": np.zeros((ny, nx), np.uint16),
+    }
+    if not masks.any():
+        return TilePartial(tile.id, "done", {}), empty
+    with compute_slot:
+        res, failed_items, error = read_robust(
+            tile,
+            items,
+            partial(classify_tile, tile, plan, items, regions, model, estimator, job.mask.clear_scl),
+        )
+    if error:
+        log.warning("tile %s failed: %s", tile.id, error)
+        return failed_tile(tile.id, ids, masks, area, expected, error), empty
+    failed_obs = pixel_coverage(tile, plan, failed_items) if failed_items else np.zeros_like(expected)
+    if res is None:  # no scene touches this tile: nothing observed
+        codes = np.zeros((ny, nx), np.uint8)
+        return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
+    min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
+    codes, n_sieved = sieve_codes(res.raw_codes, min_px)
+    part = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+    part.sieved_pixels = n_sieved
+    # Where the classifier said the target before the minimum mapping unit, and when each
+    # pixel was seen: the plots stage flags what the unit removed and dates every plot.
+    first_day, last_day = slice_days(res.span, [plan.items[g[0]].solar_day for g in res.groups])
+    return part, {
+        "class": codes,
+        "prob": res.target.astype(np.float32),
+        "n_clear": res.n_clear.astype(np.int16),
+        "target_raw": (res.raw_codes == model.classes.index(model.target_class) + 1).astype(np.uint8),
+        "first_day": first_day,
+        "last_day": last_day,
+    }

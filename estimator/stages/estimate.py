@@ -1,0 +1,110 @@
+"""Estimate stage: job totals -> one record per region x class (the estimates contract).
+
+This stage produces the *mapped* estimate: the true ground area of pixels the model labels
+with each class, over the observed part of each region. A mapped area carries classifier
+bias and has no design-based confidence interval; ``ci95_low_ha``/``ci95_high_ha`` stay
+empty (null) until a labeled reference sample is assessed (``estimator assess``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from estimator.regions.geometry import Region
+from estimator.stages.aggregate import RegionSums
+
+__all__ = ["RECORD_FIELDS", "SCHEMA_VERSION", "mapped_records"]
+
+SCHEMA_VERSION = 1
+M2_PER_HA = 10_000.0
+
+#: Column order of estimates.csv (and keys of each JSON record).
+RECORD_FIELDS: tuple[str, ...] = (
+    "region", "region_name", "class", "period", "estimator",
+    "mapped_area_ha", "area_ha", "ci95_low_ha", "ci95_high_ha",
+    "observed_fraction", "failed_read_fraction", "region_area_ha", "observed_area_ha",
+    "mapped_pixels", "model_id", "synthetic",
+    "se_area_ha", "users_accuracy", "producers_accuracy", "sample_n",
+    "coverage_policy", "extrapolated_area_ha", "extrapolated_ci95_low_ha", "extrapolated_ci95_high_ha",
+)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def mapped_records(
+    totals: Mapping[str, RegionSums],
+    regions: Sequence[Region],
+    classes: Sequence[str],
+    *,
+    period: str,
+    model_id: str,
+    synthetic: bool,
+) -> list[dict[str, Any]]:
+    """One record per region and class, estimator ``mapped``."""
+    records = []
+    for region in regions:
+        s = totals[region.id]
+        observed = _ratio(s.observed_area_m2, s.region_area_m2)
+        failed = _ratio(s.failed_obs, s.expected_obs)
+        for cls in classes:
+            ha = s.class_area_m2.get(cls, 0.0) / M2_PER_HA
+            records.append(
+                {
+                    "region": region.id,
+                    "region_name": region.name,
+                    "class": cls,
+                    "period": period,
+                    "estimator": "mapped",
+                    "mapped_area_ha": round(ha, 4),
+                    "area_ha": round(ha, 4),
+                    "ci95_low_ha": None,
+                    "ci95_high_ha": None,
+                    "observed_fraction": None if observed is None else round(observed, 6),
+                    "failed_read_fraction": 0.0 if failed is None else round(failed, 6),
+                    "region_area_ha": round(s.region_area_m2 / M2_PER_HA, 4),
+                    "observed_area_ha": round(s.observed_area_m2 / M2_PER_HA, 4),
+                    "mapped_pixels": s.class_pixels.get(cls, 0),
+                    "model_id": model_id,
+                    "synthetic": synthetic,
+                    "se_area_ha": None,
+                    "users_accuracy": None,
+                    "producers_accuracy": None,
+                    "sample_n": None,
+                }
+            )
+    return records
+
+
+def apply_coverage(records: list[dict[str, Any]], policy: str, transfer_uncertainty: float, z: float = 1.96) -> None:
+    """Add the whole-region figure (or say it is withheld) to every record, in place.
+
+    Cloud-persistent or unreadable pixels are not "no coca". With ``extrapolate``, the
+    observed part's density is transferred to the unobserved part::
+
+        A_total = A_obs / f            (f = observed_fraction)
+        SE_total^2 = (SE_obs / f)^2 + (lambda * A_obs * (1 - f) / f)^2
+
+    where lambda (``transfer_uncertainty``) is the assumed relative uncertainty of that
+    transfer: the interval widens with the unobserved share. The lower bound never drops
+    below the observed part's own lower bound. A mapped area has no SE, so its extrapolated
+    interval stays empty.
+    """
+    for r in records:
+        f = r.get("observed_fraction")
+        r["coverage_policy"] = "withheld" if policy == "withhold" else "extrapolated"
+        r["extrapolated_area_ha"] = r["extrapolated_ci95_low_ha"] = r["extrapolated_ci95_high_ha"] = None
+        if policy == "withhold" or not f:
+            continue
+        a = float(r["area_ha"])
+        total = a / f
+        r["extrapolated_area_ha"] = round(total, 4)
+        se = r.get("se_area_ha")
+        if se is None:
+            continue
+        se_total = ((se / f) ** 2 + (transfer_uncertainty * a * (1 - f) / f) ** 2) ** 0.5
+        low_obs = r.get("ci95_low_ha") or 0.0
+        r["extrapolated_ci95_low_ha"] = round(max(low_obs, total - z * se_total, 0.0), 4)
+        r["extrapolated_ci95_high_ha"] = round(total + z * se_total, 4)

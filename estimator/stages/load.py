@@ -1,0 +1,198 @@
+"""Load stage: the only module that reads pixels.
+
+``load_tile`` builds a lazy, dask-chunked stack for one output tile with odc-stac, applies
+each item's scale/offset (odc-stac does not), and marks nodata as NaN. Reading happens when
+the caller computes. ``find_unreadable`` probes the assets of a tile whose read failed, so
+the pipeline can drop the broken items and count the pixels they would have covered as
+failed reads instead of letting odc-stac fill them with zeros.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import odc.stac
+import pystac
+import rasterio
+import xarray as xr
+from rasterio.errors import RasterioError
+
+from estimator.bands import REFLECTANCE_BANDS
+from estimator.stages.plan import Plan, Tile
+from estimator.stages.providers import get_provider, url_patcher
+
+__all__ = [
+    "GDAL_CACHE_BYTES",
+    "GDAL_HTTP_OPTIONS",
+    "TileStack",
+    "configure_gdal",
+    "find_unreadable",
+    "load_tile",
+    "to_reflectance",
+]
+
+log = logging.getLogger(__name__)
+
+#: GDAL defaults are no HTTP timeout, no retry, and a 30 s delay once retries are on; and
+#: without EMPTY_DIR every open lists the "directory" with about 11 extra requests.
+GDAL_HTTP_OPTIONS: dict[str, str] = {
+    "GDAL_HTTP_TIMEOUT": "30",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "0.5",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
+}
+
+
+@functools.cache
+def _libgdal() -> ctypes.CDLL | None:
+    # rasterio does not expose VSICurlClearCache; call it from the libgdal rasterio loaded
+    # (the wheel's bundled copy, else the system's).
+    bundled = sorted((Path(rasterio.__file__).resolve().parent.parent / "rasterio.libs").glob("libgdal*.so*"))
+    candidates = [str(p) for p in bundled] + [ctypes.util.find_library("gdal") or ""]
+    for path in candidates:
+        if path:
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
+    return None
+
+
+def clear_http_cache() -> bool:
+    """Forget what GDAL cached of remote files in this process, including ranges that
+    arrived cut short and files that failed: without this, a retry in the same process
+    replays the failure instead of reading again. Returns False if GDAL was not found."""
+    lib = _libgdal()
+    if lib is None:
+        return False
+    lib.VSICurlClearCache()
+    return True
+
+
+#: GDAL's raster block cache, in bytes (rasterio takes an integer). GDAL's default is 5 % of
+#: the machine's RAM per process (1.2 GiB on 24 GiB), filled by whatever dataset is open:
+#: writing the run's maps could hold that much. A job reads each COG block about once, so
+#: a small cache costs no reads (a 16-tile job's worker peaked at 2.02 GiB with it, 2.16
+#: without).
+GDAL_CACHE_BYTES = 256 * 2**20
+
+
+def configure_gdal() -> None:
+    """Install :data:`GDAL_HTTP_OPTIONS` and the block cache size for odc-stac; captured into
+    every read task (on workers too)."""
+    odc.stac.configure_rio(cloud_defaults=False, GDAL_CACHEMAX=GDAL_CACHE_BYTES, **GDAL_HTTP_OPTIONS)  # type: ignore[arg-type]
+
+
+def to_reflectance(dn: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Numpy kernel: ``(band, time, ...)`` digital numbers to float32 surface reflectance,
+    ``dn * scale + offset`` per band and time slice, NaN where the source had no data (0).
+
+    One float32 array is allocated and scaled in place (a 1024 px chunk of 6 dates is
+    240 MB; chained expressions would hold two or three such arrays at once).
+    """
+    extra = (1,) * (dn.ndim - 2)
+    out = dn.astype(np.float32)
+    out *= scale.reshape(scale.shape + extra)
+    out += offset.reshape(offset.shape + extra)
+    out[dn == 0] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class TileStack:
+    """Lazy pixel stack of one tile, as read: digital numbers and their scaling."""
+
+    dn: xr.DataArray
+    """``(band, time, y, x)`` digital numbers as stored (uint16 for Sentinel-2 L2A), 0 where
+    the source had no data; one chunk over bands and dates per ``plan.chunk_size`` pixels."""
+    scale: np.ndarray
+    """``(band, time)`` float32: reflectance = dn * scale + offset."""
+    offset: np.ndarray
+    """``(band, time)`` float32."""
+    scl: xr.DataArray
+    """``(time, y, x)`` uint8 scene classification, 0 where no data."""
+    groups: tuple[tuple[str, ...], ...]
+    """Item ids per time slice, as loaded (broken items removed)."""
+
+    @property
+    def reflectance(self) -> xr.DataArray:
+        """``(band, time, y, x)`` float32 surface reflectance, NaN where the source had no
+        data (lazy; the job masks and scales in one step instead, see ``estimator.stages.mask``)."""
+        data = self.dn.data.map_blocks(to_reflectance, scale=self.scale, offset=self.offset, dtype=np.float32)
+        return xr.DataArray(data, coords=self.dn.coords, dims=self.dn.dims)
+
+
+def load_tile(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    *,
+    exclude: Sequence[str] = (),
+) -> TileStack | None:
+    """Lazily load ``tile``; ``None`` when no item touches it.
+
+    Items listed in ``exclude`` (found unreadable) are left out; a slice left empty is dropped.
+    """
+    skip = set(exclude)
+    groups = tuple(g2 for g2 in (tuple(i for i in g if i not in skip) for g in tile.groups) if g2)
+    if not groups:
+        return None
+    slice_of = {iid: t for t, g in enumerate(groups) for iid in g}
+    ordered = [items[iid] for g in groups for iid in g]
+    c = plan.chunk_size
+    ds = odc.stac.load(
+        ordered,
+        bands=[*REFLECTANCE_BANDS, "scl"],
+        geobox=tile.geobox,
+        chunks={"x": c, "y": c},
+        # Time slices were decided by the plan (same solar day and scaling); items of a
+        # slice are fused first-valid-wins by odc-stac.
+        groupby=lambda item, parsed, idx: slice_of[item.id],
+        resampling={"scl": "nearest", "*": "bilinear"},
+        fail_on_error=True,
+        # Signed here, per tile, just before its reads (Planetary Computer SAS tokens expire).
+        patch_url=url_patcher(get_provider(plan.provider)),
+    )
+    # Per slice and band (scale, offset): all items of a slice share it by construction.
+    scaling = np.array([plan.items[g[0]].scaling for g in groups], dtype=np.float64)  # (time, band, 2)
+    dn = xr.concat([ds[b] for b in REFLECTANCE_BANDS], dim="band").assign_coords(band=list(REFLECTANCE_BANDS))
+    # Chunks join all bands and dates as digital numbers (2 bytes per value, not 4).
+    dn = dn.transpose("band", "time", "y", "x").chunk({"band": -1, "time": -1})
+    scl = ds["scl"].astype(np.uint8).chunk({"time": -1})
+    return TileStack(
+        dn=dn,
+        scale=np.ascontiguousarray(scaling[:, :, 0].T, dtype=np.float32),
+        offset=np.ascontiguousarray(scaling[:, :, 1].T, dtype=np.float32),
+        scl=scl,
+        groups=groups,
+    )
+
+
+def find_unreadable(item_ids: Sequence[str], items: Mapping[str, pystac.Item]) -> list[str]:
+    """Items with at least one asset that cannot be opened and read (a small window)."""
+    bad: list[str] = []
+    with rasterio.Env(**GDAL_HTTP_OPTIONS):
+        for iid in item_ids:
+            for band in (*REFLECTANCE_BANDS, "scl"):
+                href = items[iid].assets[band].href
+                try:
+                    with rasterio.open(href) as src:
+                        src.read(1, window=((0, 1), (0, 1)))
+                        if src.overviews(1):
+                            src.read(1, out_shape=(1, 1))
+                except RasterioError as e:
+                    log.warning("unreadable asset %s of %s: %s", band, iid, str(e).splitlines()[0][:200])
+                    bad.append(iid)
+                    break
+    return bad

@@ -1,0 +1,286 @@
+"""Assess: a labeled reference sample -> error-adjusted areas with 95 % intervals.
+
+Reads the sample written by ``estimator sample`` after interpreters filled in their labels,
+checks it belongs to this run, and replaces each record's ``area_ha`` by the design-based
+estimate: per region with Olofsson et al. (2014) when strata are region x map class
+(``stratified-olofsson2014``), or with Stehman (2014) domain estimators when strata are map
+classes only (``stehman2014``). Accuracies and interpreter agreement go to
+``assessment.json`` and the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import Point
+
+from estimator.errors import ReferenceSampleError
+from estimator.location import write_json, write_text
+from estimator.regions.geometry import to_crs
+from estimator.report.run_report import render_report_md
+from estimator.run.rundir import RunDir, open_run, write_estimates
+from estimator.stages.estimate import apply_coverage
+from estimator.stats.area import AreaSampleError, olofsson, stehman
+from estimator.stats.sample import LABEL_FIELDS
+
+__all__ = ["ReferenceSample", "assess_run", "read_reference"]
+
+
+@dataclass(frozen=True)
+class ReferenceSample:
+    units: list[dict[str, Any]]
+    """Per unit: stratum, region, map_class, row, col, reference (the label used)."""
+    sampling: dict[str, Any]
+    agreement: dict[str, Any]
+
+
+def _label(props: dict[str, Any]) -> tuple[str | None, str]:
+    """The reference label of a unit and where it came from."""
+    c = props.get("consensus")
+    i1, i2 = props.get("interpreter_1"), props.get("interpreter_2")
+    if c not in (None, ""):
+        return str(c), "consensus"
+    if i1 not in (None, "") and i2 not in (None, ""):
+        return (str(i1), "agreement") if i1 == i2 else (None, "disagreement")
+    if i1 not in (None, "") or i2 not in (None, ""):
+        return str(i1 if i1 not in (None, "") else i2), "single interpreter"
+    return None, "missing"
+
+
+def read_reference(path: Path, run: RunDir) -> ReferenceSample:
+    """Read and check a labeled sample against the run it was drawn from."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ReferenceSampleError(f"reference sample not found: {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ReferenceSampleError(f"{path} is not GeoJSON; give the file written by `estimator sample`, labeled") from None
+    sampling = data.get("sampling") if isinstance(data, dict) else None
+    if not sampling or "strata" not in sampling:
+        raise ReferenceSampleError(f"{path} has no 'sampling' design; label the file written by `estimator sample`")
+    if sampling.get("class_map_sha256") != run.class_map_sha256():
+        raise ReferenceSampleError(f"{path} was drawn from another class map than {run.class_map}; sample this run again")
+    classes = set(run.classes)
+    ny, nx = run.grid.shape.yx
+    units: list[dict[str, Any]] = []
+    missing: list[str] = []
+    disagree: list[str] = []
+    misplaced: list[str] = []
+    unknown: set[str] = set()
+    both = agree = 0
+    confusion: dict[str, int] = {}
+    with_codes = _read_codes(run, data["features"])
+    for f, code in zip(data["features"], with_codes, strict=True):
+        p = f.get("properties") or {}
+        sid = p.get("sample_id", "?")
+        row, col = int(p.get("row", -1)), int(p.get("col", -1))
+        if not (0 <= row < ny and 0 <= col < nx) or code == 0 or run.classes[code - 1] != p.get("map_class"):
+            misplaced.append(sid)
+            continue
+        i1, i2 = p.get("interpreter_1"), p.get("interpreter_2")
+        if i1 not in (None, "") and i2 not in (None, ""):
+            both += 1
+            agree += i1 == i2
+            if i1 != i2:
+                key = f"{i1} vs {i2}"
+                confusion[key] = confusion.get(key, 0) + 1
+        label, source = _label(p)
+        if label is None:
+            (disagree if source == "disagreement" else missing).append(sid)
+            continue
+        if label not in classes:
+            unknown.add(label)
+            continue
+        units.append({**{k: p.get(k) for k in ("sample_id", "stratum", "region", "map_class", "row", "col", "x", "y")}, "reference": label, "source": source})
+    if misplaced:
+        raise ReferenceSampleError(
+            f"{len(misplaced)} sample point(s) lie outside this run's map or on another class than recorded "
+            f"(e.g. {misplaced[:3]}); do not move points, sample again"
+        )
+    if unknown:
+        raise ReferenceSampleError(f"labels {sorted(unknown)} are not classes of this run ({', '.join(run.classes)}); fix the spelling")
+    if missing or disagree:
+        raise ReferenceSampleError(
+            f"{len(missing)} unit(s) have no label (e.g. {missing[:3]}) and {len(disagree)} disagree without a consensus "
+            f"(e.g. {disagree[:3]}); fill {', '.join(LABEL_FIELDS)}"
+        )
+    agreement = {
+        "units_labeled_by_both": both,
+        "agreement_rate": None if both == 0 else round(agree / both, 4),
+        "disagreements": dict(sorted(confusion.items(), key=lambda kv: -kv[1])),
+        "label_sources": {s: sum(u["source"] == s for u in units) for s in ("consensus", "agreement", "single interpreter")},
+    }
+    return ReferenceSample(units, sampling, agreement)
+
+
+def _read_codes(run: RunDir, features: Sequence[dict[str, Any]]) -> list[int]:
+    """The class code under each point (0 when outside the map), read at the point itself."""
+    import rasterio
+    from pyproj import Transformer
+
+    pts = [(f.get("geometry") or {}).get("coordinates") or [np.nan, np.nan] for f in features]
+    lon = np.array([p[0] for p in pts], dtype=float)
+    lat = np.array([p[1] for p in pts], dtype=float)
+    x, y = Transformer.from_crs("EPSG:4326", run.grid.crs, always_xy=True).transform(lon, lat)
+    inv = ~run.grid.affine
+    out = []
+    ny, nx = run.grid.shape.yx
+    with rasterio.open(run.class_map) as src:
+        for xi, yi, f in zip(x, y, features, strict=True):
+            col, row = (int(np.floor(v)) for v in inv @ (xi, yi)) if np.isfinite(xi) else (-1, -1)
+            p = f.get("properties") or {}
+            if not (0 <= row < ny and 0 <= col < nx) or (row, col) != (p.get("row"), p.get("col")):
+                out.append(0)
+                continue
+            out.append(int(src.read(1, window=((row, row + 1), (col, col + 1)))[0, 0]))
+    return out
+
+
+def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: bool) -> dict[str, dict[str, Any]]:
+    classes = list(run.classes)
+    k = len(classes)
+    out = {}
+    for region in run.regions:
+        strata = [s for s in ref.sampling["strata"] if s["region"] == region.id]
+        if not strata:
+            continue
+        N = np.zeros(k)
+        area = 0.0
+        for s in strata:
+            N[classes.index(s["map_class"])] = s["pixels"]
+            area += s["area_ha"]
+        counts = np.zeros((k, k))
+        units = [u for u in ref.units if u["region"] == region.id]
+        for u in units:
+            counts[classes.index(u["map_class"]), classes.index(u["reference"])] += 1
+        try:
+            r = olofsson(N, counts, pixel_area_ha=area / N.sum(), z=z, adjust_zero_cells=adjust)
+        except AreaSampleError as e:
+            raise ReferenceSampleError(f"region {region.id}: {e}") from None
+        out[region.id] = {
+            "estimator": "stratified-olofsson2014",
+            "area_ha": r.area_ha, "se_area_ha": r.se_area_ha,
+            "users_accuracy": r.users_accuracy, "producers_accuracy": r.producers_accuracy,
+            "users_ci95": r.users_ci95, "producers_ci95": r.producers_ci95,
+            "overall_accuracy": r.overall_accuracy, "overall_ci95": r.overall_ci95, "n": len(units),
+        }
+    return out
+
+
+def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool) -> dict[str, dict[str, Any]]:
+    classes = list(run.classes)
+    strata = {s["id"]: s["pixels"] for s in ref.sampling["strata"]}
+    area_total = sum(s["area_ha"] for s in ref.sampling["strata"])
+    px_area = area_total / sum(strata.values())
+    samples = [(u["stratum"], u["map_class"], u["reference"]) for u in ref.units]
+    crs = str(run.grid.crs)
+    out = {}
+    for region in run.regions:
+        geom = shapely.prepared.prep(to_crs(region.geometry, crs))
+        inside = [geom.contains(Point(u["x"], u["y"])) for u in ref.units]
+        try:
+            r = stehman(strata, samples, z=z, pixel_area=px_area, domain=inside, adjust_zero_cells=adjust)
+        except AreaSampleError as e:
+            raise ReferenceSampleError(str(e)) from None
+        order = [r.classes.index(c) if c in r.classes else None for c in classes]
+
+        def pick(a: np.ndarray, order: list[int | None] = order) -> np.ndarray:
+            return np.array([a[i] if i is not None else 0.0 for i in order])
+
+        out[region.id] = {
+            "estimator": "stehman2014",
+            "area_ha": pick(r.area), "se_area_ha": pick(r.se_area),
+            "users_accuracy": pick(r.users_accuracy), "producers_accuracy": np.full(len(classes), np.nan),
+            "users_ci95": z * pick(r.se_users_accuracy), "producers_ci95": np.full(len(classes), np.nan),
+            "overall_accuracy": r.overall_accuracy, "overall_ci95": z * r.se_overall_accuracy, "n": int(sum(inside)),
+        }
+    return out
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else round(float(v), 6)
+
+
+def assess_run(
+    run_dir: Path,
+    reference: Path,
+    *,
+    z: float = 1.96,
+    adjust_zero_cells: bool = True,
+    truth: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Update the run's estimates, assessment and report from a labeled sample.
+
+    ``adjust_zero_cells`` (default on) keeps strata whose sample shows no error from
+    contributing zero variance (see :func:`estimator.stats.area.olofsson`); off gives the
+    textbook formulas, whose intervals collapse to zero width for a near-perfect map.
+    """
+    run = open_run(run_dir)
+    ref = read_reference(reference, run)
+    by_region = bool(ref.sampling.get("by_region"))
+    estimate = _olofsson_by_region if by_region else _stehman_by_domain
+    results = estimate(run, ref, z, adjust_zero_cells)
+    est = run.estimates()
+    records = est["records"]
+    classes = list(run.classes)
+    for rec in records:
+        res = results.get(rec["region"])
+        if res is None:
+            continue
+        i = classes.index(rec["class"])
+        a, se = float(res["area_ha"][i]), float(res["se_area_ha"][i])
+        rec.update(
+            estimator=res["estimator"],
+            area_ha=round(a, 4),
+            se_area_ha=round(se, 4),
+            ci95_low_ha=round(max(a - z * se, 0.0), 4),
+            ci95_high_ha=round(a + z * se, 4),
+            users_accuracy=_num(res["users_accuracy"][i]),
+            producers_accuracy=_num(res["producers_accuracy"][i]),
+            sample_n=res["n"],
+        )
+    cov = run.manifest["config"].get("coverage", {"unobserved": "withhold", "transfer_uncertainty": 0.5})
+    apply_coverage(records, cov["unobserved"], cov["transfer_uncertainty"], z)
+    assessment = {
+        "reference": str(Path(reference).resolve()),
+        "design": ref.sampling["design"],
+        "estimator": next(iter(results.values()))["estimator"] if results else None,
+        "n_units": len(ref.units),
+        "z": z,
+        "variance": "zero cells adjusted: (x+1)/(n+2) where a stratum shows none or all of a class"
+        if adjust_zero_cells
+        else "textbook (Olofsson 2014 eq. 10 / Stehman 2014 eq. 25)",
+        "interpreters": ref.agreement,
+        "regions": {
+            rid: {
+                "n": r["n"],
+                "overall_accuracy": _num(r["overall_accuracy"]),
+                "overall_ci95": _num(r["overall_ci95"]),
+                "per_class": {
+                    c: {
+                        "users_accuracy": _num(r["users_accuracy"][i]), "users_ci95": _num(r["users_ci95"][i]),
+                        "producers_accuracy": _num(r["producers_accuracy"][i]), "producers_ci95": _num(r["producers_ci95"][i]),
+                    }
+                    for i, c in enumerate(classes)
+                },
+            }
+            for rid, r in results.items()
+        },
+        "ci_note": "ci95_low_ha is clipped at 0; intervals describe the observed part of each region.",
+    }
+    meta = {k: v for k, v in est.items() if k != "records"}
+    write_estimates(run.path, records, {**meta, "assessment": "assessment.json"})
+    write_json(run.path / "assessment.json", assessment)
+    write_text(
+        run.path / "report.md",
+        render_report_md(
+            records, run.manifest, target_class=run.manifest["model"]["target_class"], truth=truth, assessment=assessment
+        ),
+    )
+    return {"records": records, "assessment": assessment}

@@ -1,0 +1,203 @@
+"""Stratified random sample of pixel centres from a run's class map, for reference labeling.
+
+Strata are map classes, by default crossed with regions (``region|class``) so that each
+region gets its own error-adjusted estimate. Allocation follows Olofsson et al. (2014):
+a minimum number of units per stratum (rare classes such as coca), the rest proportional
+to stratum size; without ``n``, the total comes from a target standard error of overall
+accuracy (their eq. 13). Drawing is exact and streaming: pass 1 counts pixels per stratum,
+then random ranks are drawn per stratum and pass 2 picks those pixels.
+
+The output is a GeoJSON FeatureCollection of points (lon/lat) with empty fields for two
+interpreters and a consensus label; its ``sampling`` member records the design (strata
+sizes in pixels and true hectares, seed, class-map checksum) that ``assess`` relies on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyproj import Transformer
+from tqdm.auto import tqdm
+
+from estimator.errors import EstimatorError
+from estimator.run.rundir import RunDir
+from estimator.stats.area import allocate, sample_size
+
+__all__ = ["LABEL_FIELDS", "SAMPLE_SCHEMA", "Stratum", "draw_sample", "stratum_id", "stratum_table"]
+
+SAMPLE_SCHEMA = 1
+#: Properties interpreters fill in.
+LABEL_FIELDS = ("interpreter_1", "interpreter_2", "consensus")
+#: Conjectured user's accuracy per map class for the sample-size formula (Olofsson 2014
+#: suggest lower values for rare, hard classes).
+DEFAULT_EXPECTED_UA = {"coca": 0.7}
+DEFAULT_EXPECTED_UA_OTHER = 0.9
+
+
+@dataclass(frozen=True)
+class Stratum:
+    id: str
+    map_class: str
+    region: str | None
+    pixels: int
+    area_ha: float
+
+
+def stratum_id(region: str | None, map_class: str) -> str:
+    return f"{region}|{map_class}" if region is not None else map_class
+
+
+def _block_strata(run: RunDir, codes: np.ndarray, regions: np.ndarray, by_region: bool) -> np.ndarray:
+    """Stratum index per pixel of a block (-1 outside regions or unobserved).
+
+    Index = region_index * n_classes + (code - 1) when by region, else code - 1.
+    """
+    k = len(run.classes)
+    out = np.full(codes.shape, -1, dtype=np.int64)
+    observed = codes > 0
+    if by_region:
+        for r in range(regions.shape[0]):
+            sel = regions[r] & observed
+            out[sel] = r * k + codes[sel].astype(np.int64) - 1
+    else:
+        sel = regions.any(axis=0) & observed
+        out[sel] = codes[sel].astype(np.int64) - 1
+    return out
+
+
+def stratum_table(run: RunDir, by_region: bool = True, progress: bool = False) -> list[Stratum]:
+    """Pass 1: pixels and true hectares of every non-empty stratum, in a fixed order."""
+    k = len(run.classes)
+    n_strata = k * (len(run.regions) if by_region else 1)
+    pixels = np.zeros(n_strata, dtype=np.int64)
+    area = np.zeros(n_strata, dtype=np.float64)
+    for b in tqdm(list(run.blocks()), desc="count strata", unit="block", disable=not progress, leave=False):
+        if by_region and (b.regions.sum(axis=0) > 1).any():
+            raise EstimatorError(
+                "regions overlap, so region x class strata are not a partition; sample with --strata class"
+            )
+        s = _block_strata(run, b.codes, b.regions, by_region)
+        ok = s >= 0
+        pixels += np.bincount(s[ok], minlength=n_strata)
+        area += np.bincount(s[ok], weights=b.pixel_area_m2[ok], minlength=n_strata) / 1e4
+    out = []
+    for i in range(n_strata):
+        if pixels[i] == 0:
+            continue
+        region = run.regions[i // k].id if by_region else None
+        cls = run.classes[i % k]
+        out.append(Stratum(stratum_id(region, cls), cls, region, int(pixels[i]), float(area[i])))
+    return out
+
+
+def draw_sample(
+    run: RunDir,
+    *,
+    n: int | None = None,
+    target_se: float = 0.01,
+    expected_ua: Mapping[str, float] | None = None,
+    min_per_stratum: int = 50,
+    by_region: bool = True,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Draw the sample and return it as a GeoJSON FeatureCollection (dict)."""
+    if min_per_stratum < 2:
+        raise EstimatorError("--min-per-stratum must be at least 2: a stratum variance needs two units")
+    strata = stratum_table(run, by_region, progress)
+    if not strata:
+        raise EstimatorError(f"{run.path}: no observed pixel inside the regions; nothing to sample")
+    sizes = np.array([s.pixels for s in strata])
+    if n is None:
+        ua = {**{c: DEFAULT_EXPECTED_UA_OTHER for c in run.classes}, **DEFAULT_EXPECTED_UA, **(expected_ua or {})}
+        weights = np.array([s.area_ha for s in strata])
+        n = sample_size(weights, [ua[s.map_class] for s in strata], target_se)
+    alloc = allocate(sizes, n, min_per_stratum)
+    rng = np.random.default_rng(seed)
+    ranks = [np.sort(rng.choice(s.pixels, size=int(a), replace=False)) for s, a in zip(strata, alloc, strict=True)]
+
+    # Pass 2: walk the same blocks in the same order, counting each stratum's pixels, and
+    # keep those whose running index was drawn.
+    k = len(run.classes)
+    region_ids = [x.id for x in run.regions]
+    index_of = {}
+    for j, st in enumerate(strata):
+        r = region_ids.index(st.region) if by_region and st.region is not None else 0
+        index_of[r * k + run.classes.index(st.map_class)] = j
+    seen = np.zeros(len(strata), dtype=np.int64)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    which: list[np.ndarray] = []
+    for b in tqdm(list(run.blocks()), desc="draw sample", unit="block", disable=not progress, leave=False):
+        block_strata = _block_strata(run, b.codes, b.regions, by_region)
+        for raw, j in index_of.items():
+            rr, cc = np.nonzero(block_strata == raw)
+            if rr.size == 0:
+                continue
+            pos = seen[j] + np.arange(rr.size)
+            hit = np.isin(pos, ranks[j])
+            seen[j] += rr.size
+            if hit.any():
+                rows.append(rr[hit] + b.row_off)
+                cols.append(cc[hit] + b.col_off)
+                which.append(np.full(int(hit.sum()), j))
+    row = np.concatenate(rows)
+    col = np.concatenate(cols)
+    sidx = np.concatenate(which)
+    order = np.lexsort((col, row, sidx))
+    row, col, sidx = row[order], col[order], sidx[order]
+    x, y = run.pixel_xy(row, col)
+    lon, lat = Transformer.from_crs(run.grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+
+    features = []
+    for i in range(len(row)):
+        s = strata[sidx[i]]
+        props = {
+            "sample_id": f"s{i:05d}",
+            "stratum": s.id,
+            "region": s.region,
+            "map_class": s.map_class,
+            "row": int(row[i]),
+            "col": int(col[i]),
+            "x": float(x[i]),
+            "y": float(y[i]),
+            **dict.fromkeys(LABEL_FIELDS),
+        }
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [float(lon[i]), float(lat[i])]}, "properties": props})
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "sampling": {
+            "schema": SAMPLE_SCHEMA,
+            "design": "stratified random sample of pixel centres; strata = "
+            + ("region x map class" if by_region else "map class"),
+            "by_region": by_region,
+            "run": str(run.path),
+            "class_map_sha256": run.class_map_sha256(),
+            "grid_crs": str(run.grid.crs),
+            "seed": seed,
+            "n": int(len(features)),
+            "min_per_stratum": min_per_stratum,
+            "strata": [
+                {"id": s.id, "map_class": s.map_class, "region": s.region, "pixels": s.pixels, "area_ha": round(s.area_ha, 6), "n": int(a)}
+                for s, a in zip(strata, alloc, strict=True)
+            ],
+            "synthetic": run.synthetic,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "instructions": "Label each point's reference class (one of the map classes) in interpreter_1 and "
+            "interpreter_2 independently; set consensus where they disagree.",
+            "classes": list(run.classes),
+        },
+    }
+
+
+def label_counts(features: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in features:
+        c = f["properties"]["map_class"]
+        out[c] = out.get(c, 0) + 1
+    return out
