@@ -1,6 +1,6 @@
 """The vectorised numpy features kernel that the compiled one replaced, kept as its reference.
 
-Not product code: ``tests/test_features.py`` checks :func:`estimator.stages.features.compute_features`
+Not product code: ``tests/stages/test_features.py`` checks :func:`estimator.stages.features.compute_features`
 against :func:`reference_features`, and ``benchmarks/bench_stages.py`` times both.
 """
 

@@ -30,7 +30,7 @@ from estimator.run.rundir import open_run
 from estimator.stages.model import load_model
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
-from estimator.testing.servers import serve_world
+from estimator.testing.servers import require_demo_extra, serve_world
 
 __all__ = ["demo_job", "demo_stac", "demo_train", "run_demo"]
 
@@ -91,6 +91,7 @@ def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 1
     from training.extract import read_labels
     from training.fit import train
 
+    require_demo_extra()
     out.mkdir(parents=True, exist_ok=True)
     spec = WorldSpec(seed=seed, size_px=size_px, n_dates=n_dates)
     print(f"SYNTHETIC demo world (seed {seed}, {size_px}x{size_px} px, {n_dates} dates) in {out / 'world'}")

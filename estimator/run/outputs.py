@@ -119,6 +119,10 @@ def write_quicklook(
         tmp.write_bytes(png)
 
 
+def _layer_of(read_array: Callable[[str, str], np.ndarray], name: str, tile_id: str) -> np.ndarray:
+    return read_array(tile_id, name)
+
+
 def write_maps(
     run_dir: Path,
     plan: Plan,
@@ -137,9 +141,9 @@ def write_maps(
     maps = run_dir / "maps"
     maps.mkdir(parents=True, exist_ok=True)
     layers = (
-        MapLayer("class.tif", "uint8", 0, partial(read_array, name="class")),
-        MapLayer(f"{target_class}_probability.tif", "float32", float("nan"), partial(read_array, name="prob")),
-        MapLayer("valid_obs_count.tif", "int16", -1, partial(read_array, name="n_clear")),
+        MapLayer("class.tif", "uint8", 0, partial(_layer_of, read_array, "class")),
+        MapLayer(f"{target_class}_probability.tif", "float32", float("nan"), partial(_layer_of, read_array, "prob")),
+        MapLayer("valid_obs_count.tif", "int16", -1, partial(_layer_of, read_array, "n_clear")),
     )
     for layer in layers:
         tags = {"classes": json.dumps(["unobserved", *classes])} if layer.filename == "class.tif" else {}

@@ -38,6 +38,7 @@ import argparse
 import atexit
 import contextlib
 import json
+import importlib.util
 import logging
 import os
 import posixpath
@@ -68,6 +69,7 @@ __all__ = [
     "main",
     "read_world_stac",
     "relocate",
+    "require_demo_extra",
     "serve_world",
     "start_file_server",
     "start_stac_server",
@@ -620,6 +622,20 @@ def _absolute_href(href: str, base_url: str, owner: str) -> str:
         )
     # urljoin also keeps a query or fragment and treats the href as already URL-encoded.
     return urljoin(base_url + "/", href)
+
+
+#: What the servers need beyond the estimator: the ``[demo]`` extra.
+DEMO_EXTRA_MODULES = ("rustac", "starlette", "uvicorn")
+
+
+def require_demo_extra() -> None:
+    """Fail in one line, before any work, when the ``[demo]`` extra is not installed."""
+    missing = [m for m in DEMO_EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServerStartError(
+            f"the demo and test servers need the [demo] extra (missing: {', '.join(missing)}); "
+            "install it with: pip install -e '.[demo]'"
+        )
 
 
 def track(server: Server) -> None:

@@ -96,7 +96,7 @@ def test_tampered_first_stage_is_refused(tmp_path, forests):
 
 def test_small_demo_first_stage_is_measured_and_worth_having(trained_model):
     """Recall is measured out of fold (the 99.5 % floor is checked on the full demo world in
-    tests/test_demo.py; this small world has a handful of coca plots)."""
+    tests/demo/test_demo.py; this small world has a handful of coca plots)."""
     info = json.loads((trained_model.path / "card.json").read_text())["cascade"]
     assert 0.0 < info["threshold"] < 1.0 and info["margin"] == 0.5
     assert info["recall_cv"] >= 0.98, info

@@ -34,7 +34,7 @@ from estimator.run.pipeline import run
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: 3 x 3 tiles on the small world's 302 px grid: more tiles than a cluster has in flight
 #: (2 per worker), so the last tiles start only after the first finish and there is time to
 #: kill something in between; few enough to keep the module near a minute and a half.
