@@ -1,7 +1,8 @@
 """Coca cultivation estimates from Sentinel-2 L2A imagery, with coverage, per region.
 
-Stages (one module each): search -> plan -> load -> mask -> features -> classify ->
-aggregate -> estimate; ``pipeline.run`` chains them. See DESIGN.md for the data flow.
+Stages (one module each, in ``estimator.stages``): search -> plan -> load -> mask ->
+features -> classify -> aggregate -> estimate; ``estimator.run.pipeline.run`` chains them.
+docs/architecture.md maps the packages and the direction of their imports.
 
 Names are imported lazily so that light entry points (``python -m estimator.testing.servers``)
 start in a tenth of a second instead of importing dask and scikit-learn.
