@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from estimator.area import allocate, effective_n_interval
+from estimator.area import UNCAPPED_FROM_UNITS, allocate, effective_n_interval
 
 Z = 1.96
 PX_HA = 0.01  # 10 m pixels
@@ -37,15 +36,16 @@ PX_HA = 0.01  # 10 m pixels
 REGION_COCA_HA = (10.0, 18.0, 35.0, 60.0, 120.0, 200.0, 320.0, 480.0)
 SIZE_CLASSES = ((10, 30), (30, 100), (100, 300), (300, 501))
 STRATA = ("coca", "confuser", "other", "forest")
-CHOSEN = "Jeffreys, effective n"
+CHOSEN = f"Jeffreys, uncapped from {UNCAPPED_FROM_UNITS} units (chosen)"
 CANDIDATES = (
     "textbook",
     "adjusted (x+1)/(n+2)",
     "share of units",
     "share of pixels",
     "Wilson, effective n",
-    "Jeffreys, effective n",
+    "Jeffreys, effective n capped",
     "Jeffreys, effective n uncapped",
+    CHOSEN,
     "bootstrap in strata",
     "gamma, max weight",
     "gamma, domain mean weight",
@@ -152,13 +152,13 @@ def intervals(rng: np.random.Generator, pop: Population, x: np.ndarray, m: np.nd
     center = (ptot + Z**2 / (2 * neff)) / (1 + Z**2 / neff)
     half = Z * np.sqrt(ptot * (1 - ptot) / neff + Z**2 / (4 * neff**2)) / (1 + Z**2 / neff)
     out["Wilson, effective n"] = (est, np.maximum(center - half, 0) * N * PX_HA, (center + half) * N * PX_HA)
-    # The implemented default (estimator.area.effective_n_interval), in hectares.
-    out["Jeffreys, effective n"] = (est, *effective_n_interval(est, np.sqrt(textbook), N * PX_HA, int(n_all), Z))
-    neff2 = np.where(v > 0, ptot * (1 - ptot) / np.where(v > 0, v, 1.0), n_all)
-    xe2 = ptot * neff2
-    lo = np.where(xe2 > 0, stats.beta.ppf(0.025, xe2 + 0.5, neff2 - xe2 + 0.5), 0.0)
-    hi = stats.beta.ppf(0.975, xe2 + 0.5, neff2 - xe2 + 0.5)
-    out["Jeffreys, effective n uncapped"] = (est, lo * N * PX_HA, hi * N * PX_HA)
+    # Jeffreys at the effective n, capped at n (Korn and Graubard), never capped, and the
+    # implemented default (estimator.area.effective_n_interval): capped until the region's
+    # sample holds UNCAPPED_FROM_UNITS units of coca.
+    se_ha = np.sqrt(textbook)
+    out["Jeffreys, effective n capped"] = (est, *effective_n_interval(est, se_ha, N * PX_HA, int(n_all), Z))
+    out["Jeffreys, effective n uncapped"] = (est, *effective_n_interval(est, se_ha, N * PX_HA, int(n_all), Z, positives=np.full(est.shape, np.inf)))
+    out[CHOSEN] = (est, *effective_n_interval(est, se_ha, N * PX_HA, int(n_all), Z, positives=x.sum(axis=1)))
 
     # Bootstrap units within strata: the domain indicator is 0/1, so resampling n_h units of a
     # stratum draws Binomial(n_h, x/n_h) coca-in-region units.
@@ -175,7 +175,9 @@ def intervals(rng: np.random.Generator, pop: Population, x: np.ndarray, m: np.nd
         ("gamma, max weight", np.broadcast_to(w.max(axis=1), Y.shape)),
         ("gamma, domain mean weight", np.where(m.sum(axis=1) > 0, (w * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1), w.max(axis=1))),
     ):
-        lo_g = np.where(Y > 0, stats.gamma.ppf(0.025, np.where(Y > 0, Y**2 / np.maximum(vv, 1e-12), 1.0), scale=np.where(Y > 0, vv / np.where(Y > 0, Y, 1.0), 1.0)), 0.0)
+        pos = (Y > 0) & (vv > 0)
+        shape, scale = np.where(pos, Y**2 / np.where(pos, vv, 1.0), 1.0), np.where(pos, vv / np.where(pos, Y, 1.0), 1.0)
+        lo_g = np.where(pos, stats.gamma.ppf(0.025, shape, scale=scale), np.where(Y > 0, Y, 0.0))
         hi_g = stats.gamma.ppf(0.975, (Y + wstar) ** 2 / (vv + wstar**2), scale=(vv + wstar**2) / (Y + wstar))
         out[name] = (est, lo_g * PX_HA, hi_g * PX_HA)
 
@@ -191,7 +193,7 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(a), int(b or a) + 1))
 
 
-def run(seeds: list[int], ns: list[int], worlds: list[str], samples: int, boot: int, log: Callable[[str], None] = print) -> dict:
+def run(seeds: list[int], ns: list[int], worlds: list[str], samples: int, boot: int) -> dict:
     """Coverage and mean half-width per (world, n, candidate, size class)."""
     acc: dict = {}
     forest: list[float] = []
@@ -203,7 +205,7 @@ def run(seeds: list[int], ns: list[int], worlds: list[str], samples: int, boot: 
             cls = np.searchsorted([c[1] for c in SIZE_CLASSES], pop.truth_ha, side="right")
             for n in ns:
                 x, m, nh = draw(rng, pop, n, samples)
-                for name, (est, lo, hi) in intervals(rng, pop, x, m, nh, boot).items():
+                for name, (_est, lo, hi) in intervals(rng, pop, x, m, nh, boot).items():
                     cover = (lo <= pop.truth_ha) & (pop.truth_ha <= hi)
                     half = (hi - lo) / 2
                     for k in range(len(SIZE_CLASSES)):
@@ -228,7 +230,7 @@ def table(acc: dict, worlds: list[str], ns: list[int]) -> str:
             for name in CANDIDATES:
                 cells = []
                 for k in range(len(SIZE_CLASSES)):
-                    c, t, h, below, _ = acc[(world, n, name, k)]
+                    c, t, h, _, _ = acc[(world, n, name, k)]
                     cells.append(f"{100 * c / t:.1f} ({h / t:.1f})")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             miss = [acc[(world, n, CHOSEN, k)] for k in range(len(SIZE_CLASSES))]
