@@ -225,7 +225,8 @@ def table(acc: dict, worlds: list[str], ns: list[int]) -> str:
     lines = []
     for world in worlds:
         for n in ns:
-            lines += [f"\n{world} world, n = {n}: coverage % (mean half-width ha) by true coca per region", ""]
+            counts = ", ".join(str(acc[(world, n, CANDIDATES[0], k)][1]) for k in range(len(SIZE_CLASSES)))
+            lines += [f"\n{world} world, n = {n}: coverage % (mean half-width ha) by true coca per region ({counts} region-samples)", ""]
             lines += ["| candidate | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
             for name in CANDIDATES:
                 cells = []
