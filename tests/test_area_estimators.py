@@ -214,6 +214,7 @@ def test_effective_n_interval_known_answers():
     assert float(lo0) == 0.0 and float(hi0) == pytest.approx(0.0247, abs=5e-5)
     # n* above the sample size is capped (3 of 30) until the domain holds 10 units of the class
     lo_c, hi_c = effective_n_interval(0.1, se, 1.0, 30, positives=9)
+    assert _jeffreys_cdf(float(lo_c), 3, 30) == pytest.approx(0.025, abs=1e-5)
     assert _jeffreys_cdf(float(hi_c), 3, 30) == pytest.approx(0.975, abs=1e-5)
     assert hi_c > hi
     lo_u, hi_u = effective_n_interval(0.1, se, 1.0, 30, positives=10)
