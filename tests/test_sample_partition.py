@@ -112,3 +112,31 @@ def test_nested_regions_are_estimated_from_their_cells(tmp_path):
     lo, hi = res["province"]["ci_low_ha"][0], res["province"]["ci_high_ha"][0]
     assert lo <= true_ha <= hi
     assert res["province"]["area_ha"][0] == pytest.approx(true_ha, rel=0.25)
+
+
+@pytest.mark.parametrize("n_regions", [3, 25, 70])  # counted, sorted, and region sets as bytes
+def test_cells_are_the_same_whichever_way_they_are_found(n_regions, monkeypatch):
+    from types import SimpleNamespace
+
+    from estimator import sample
+
+    rng = np.random.default_rng(n_regions)
+    regions = np.zeros((n_regions, 30, 40), dtype=bool)
+    for r in range(n_regions):  # overlapping rectangles
+        r0, c0 = rng.integers(0, 20), rng.integers(0, 30)
+        regions[r, r0 : r0 + rng.integers(3, 10), c0 : c0 + rng.integers(3, 10)] = True
+    codes = rng.integers(0, 4, (30, 40)).astype(np.uint8)
+    run = SimpleNamespace(classes=CLASSES, regions=tuple(SimpleNamespace(id=f"r{i}") for i in range(n_regions)))
+    cells: dict = {}
+    got = sample._block_strata(run, codes, regions, cells, grow=True)
+    # expected: one cell per distinct set of regions, in order of first appearance by key
+    sets = {tuple(np.flatnonzero(regions[:, y, x])) for y in range(30) for x in range(40) if regions[:, y, x].any() and codes[y, x]}
+    assert {sample._cell_regions(run, key) for key in cells} == {tuple(f"r{i}" for i in s) for s in sets}
+    for y, x in [(y, x) for y in range(30) for x in range(40)][::7]:
+        if not regions[:, y, x].any() or codes[y, x] == 0:
+            assert got[y, x] == -1
+            continue
+        key = next(k for k in cells if sample._cell_regions(run, k) == tuple(f"r{i}" for i in np.flatnonzero(regions[:, y, x])))
+        assert got[y, x] == cells[key] * len(CLASSES) + int(codes[y, x]) - 1
+    with pytest.raises(sample.EstimatorError, match="changed between the two passes"):
+        sample._block_strata(run, codes, regions, {}, grow=False)
