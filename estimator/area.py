@@ -346,10 +346,11 @@ def stehman(
         numerator and denominator both count only the domain's units, so a map class with
         no unit in the domain has no user's accuracy (NaN) rather than the population's.
     adjust_zero_cells
-        Where a stratum's indicator is constant (no unit, or every unit, of a class), use
-        the variance of (x + 1) / (n + 2) instead of zero (see :func:`olofsson`). Applies to
-        the standard errors; ``interval="jeffreys-effective-n"`` bounds use the textbook
-        variance, as simulated.
+        Where a stratum's reference-class indicator is constant (no unit, or every unit, of
+        a class), use the variance of (x + 1) / (n + 2) instead of zero (see
+        :func:`olofsson`): in the area SEs of the Wald interval and in the producer's
+        accuracies' SEs. With ``interval="jeffreys-effective-n"`` the areas' SEs and bounds
+        use the textbook variance, as simulated.
     interval
         ``wald``: estimate -/+ z SE (lower bound clipped at 0). ``jeffreys-effective-n``:
         see :func:`effective_n_interval` (for domain estimates).
@@ -396,12 +397,17 @@ def stehman(
     wgt = (N_h**2 * fpc / n_h)[:, None, None]
     textbook_var = np.diag((wgt * covs).sum(axis=0)).copy()
     if adjust_zero_cells:
+        # Reference-class columns only, as Olofsson's eq. 10 adjustment: the reference class
+        # of unsampled pixels is unknown, while a map-class column (and so an agreement
+        # column) is zero by construction in every stratum of another map class, and an
+        # adjustment there would only invent variance for the user's accuracies.
+        ref_diag = np.arange(k)
         for h in range(len(labels)):
-            x = means[h] * n_h[h]
-            flat = np.isclose(np.diag(covs[h]), 0.0)
+            x = means[h, :k] * n_h[h]
+            flat = np.isclose(covs[h][ref_diag, ref_diag], 0.0)
             pt = (x + 1) / (n_h[h] + 2)
             adj = pt * (1 - pt) * n_h[h] / (n_h[h] - 1)
-            covs[h][np.diag_indices(ys.shape[1])] = np.where(flat, adj, np.diag(covs[h]))
+            covs[h][ref_diag, ref_diag] = np.where(flat, adj, covs[h][ref_diag, ref_diag])
 
     totals = (N_h[:, None] * means).sum(axis=0)  # Y_hat = sum_h N_h ybar_h (eq. 26)
     # V(Y_hat) with the finite population correction; covariances for the ratios
@@ -410,7 +416,9 @@ def stehman(
     # column blocks of ys: reference class, map class, agreement per class, overall, domain
     ref_cols, agree_col, dom_col = slice(0, k), 3 * k, 3 * k + 1
     prop = totals[ref_cols] / N
-    se_prop = np.sqrt(np.diag(cov_tot)[ref_cols]) / N
+    # the SE behind the interval: the Jeffreys interval is built on the textbook variance
+    var_ref = np.diag(cov_tot)[ref_cols] if interval == "wald" else textbook_var[ref_cols]
+    se_prop = np.sqrt(var_ref) / N
 
     def ratio(num: int, den: int) -> tuple[float, float]:
         y, x = totals[num], totals[den]
@@ -431,9 +439,8 @@ def stehman(
     if interval == "wald":
         low, high = np.maximum(area - z * se_area, 0.0), area + z * se_area
     else:
-        textbook_se = np.sqrt(textbook_var[ref_cols]) * pixel_area
         positives = (ref_c * d).sum(axis=0)
-        low, high = effective_n_interval(area, textbook_se, N * pixel_area, len(samples), z, positives=positives)
+        low, high = effective_n_interval(area, se_area, N * pixel_area, len(samples), z, positives=positives)
     return StehmanResult(
         classes=classes,
         area_proportion=prop,

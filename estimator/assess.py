@@ -314,7 +314,7 @@ def assess_run(
     assessment = {
         "reference": str(Path(reference).resolve()),
         "design": ref.sampling["design"],
-        "estimator": next(iter(results.values()))["estimator"] if results else None,
+        "estimator": ", ".join(sorted({r["estimator"] for r in results.values()})) if results else None,
         "n_units": len(ref.units),
         "z": z,
         "variance": "zero cells adjusted: (x+1)/(n+2) where a stratum shows none or all of a class"

@@ -270,3 +270,24 @@ def test_domain_interval_is_honest_where_the_domain_shows_no_coca():
     assert big.area_low[coca] <= big.area[coca] <= big.area_high[coca]
     with pytest.raises(AreaSampleError, match="unknown interval"):
         stehman(strata, samples, interval="bootstrap")  # type: ignore[arg-type]
+
+
+def test_zero_cell_adjustment_agrees_between_stehman_and_olofsson(example):
+    """The adjustment touches the area variance only, in both estimators: with map-class
+    strata, Stehman's adjusted area SEs and user's accuracies equal Olofsson's."""
+    classes = example["classes"]
+    samples = [
+        (classes[i], classes[i], classes[j])
+        for i, row in enumerate(example["sample_counts"])
+        for j, n in enumerate(row)
+        for _ in range(n)
+    ]
+    strata = dict(zip(classes, example["mapped_pixels"], strict=True))
+    s = stehman(strata, samples, pixel_area=example["pixel_area_ha"], adjust_zero_cells=True)
+    o = olofsson(example["mapped_pixels"], example["sample_counts"], example["pixel_area_ha"], adjust_zero_cells=True)
+    plain = olofsson(example["mapped_pixels"], example["sample_counts"], example["pixel_area_ha"])
+    order = [s.classes.index(c) for c in classes]
+    assert (o.se_area_ha > plain.se_area_ha).any()  # the example has zero cells
+    np.testing.assert_allclose(s.se_area[order], o.se_area_ha, rtol=1e-3)  # FPC
+    np.testing.assert_allclose(s.se_users_accuracy[order] * 1.96, o.users_ci95, rtol=1e-3)
+    np.testing.assert_allclose(o.users_ci95, plain.users_ci95)
