@@ -140,3 +140,12 @@ def test_cells_are_the_same_whichever_way_they_are_found(n_regions, monkeypatch)
         assert got[y, x] == cells[key] * len(CLASSES) + int(codes[y, x]) - 1
     with pytest.raises(sample.EstimatorError, match="changed between the two passes"):
         sample._block_strata(run, codes, regions, {}, grow=False)
+
+
+def test_region_ids_with_plus_that_make_cells_ambiguous_are_refused(tmp_path):
+    from estimator.errors import EstimatorError
+
+    regions = (_region("a", 0, 0, 30, 30), _region("b", 20, 0, 50, 30), _region("a+b", 60, 0, 90, 30))
+    run, _, _ = _run(tmp_path, regions)
+    with pytest.raises(EstimatorError, match="contain '\\+'"):
+        stratum_table(run)
