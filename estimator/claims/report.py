@@ -298,8 +298,10 @@ def _coverage_table(estimates: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def _accuracy(estimates: Sequence[Mapping[str, Any]], runs: Sequence[_Run], target: str) -> list[Block]:
-    def acc(v: float | None, ci: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+    def acc(v: float | None, ci: float | None, assessed: bool = False, units: int | None = None) -> str:
+        if v is None:
+            return "not estimable" + ("" if units is None else f" ({units} units)") if assessed else "n/a"
+        return f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
 
     rows = []
     for e in estimates:
@@ -308,10 +310,13 @@ def _accuracy(estimates: Sequence[Mapping[str, Any]], runs: Sequence[_Run], targ
         pc = reg.get("per_class", {}).get(target, {})
         n = e.get("sample_n", reg.get("n"))
         rows.append((e["period"], e.get("region_name") or e["region"], e["estimator"], "none" if n is None else str(n),
-                     acc(e.get("users_accuracy"), pc.get("users_ci95")), acc(e.get("producers_accuracy"), pc.get("producers_ci95")),
-                     acc(reg.get("overall_accuracy"), reg.get("overall_ci95"))))
+                     acc(e.get("users_accuracy"), pc.get("users_ci95"), bool(reg), pc.get("units_mapped")),
+                     acc(e.get("producers_accuracy"), pc.get("producers_ci95"), bool(reg), pc.get("units_reference")),
+                     acc(reg.get("overall_accuracy"), reg.get("overall_ci95"), bool(reg))))
     out: list[Block] = [Table(("period", "region", "estimator", "sample n", f"{target} user's accuracy",
-                               f"{target} producer's accuracy", "overall accuracy"), rows, frozenset({3}), css="accuracy")]
+                               f"{target} producer's accuracy", "overall accuracy"), rows, frozenset({3}), css="accuracy"),
+                        Paragraph("Accuracies are each region's own, from the sample units inside it; where a region has no unit "
+                                  f"mapped as {target} (user's) or {target} by reference (producer's) they are not estimable.", "note")]
     missing = [f"run {i} ({r.info['period']})" for i, r in enumerate(runs) if r.assessment is None]
     if missing:
         out.append(Paragraph(f"No labeled reference sample for {', '.join(missing)}: areas there are mapped areas without "

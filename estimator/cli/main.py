@@ -27,15 +27,20 @@ EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --target-se 0.01 --expected-ua coca=0.6 --out sample.geojson
   python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
 
-Strata are region x map class by default (one error-adjusted estimate per region);
-'--strata class' uses map classes only (estimates per region by Stehman's domain estimator).
+Strata are region x map class by default (one error-adjusted estimate per region); where
+regions overlap (a district inside a province), strata are map class x cell of the overlaps
+and each region is estimated from its cells. '--strata class' uses map classes only
+(estimates per region by Stehman's domain estimator).
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
 """
 EPILOG_ASSESS = """examples:
   python -m estimator assess runs/vraem --reference sample-labeled.geojson
 
 Replaces area_ha in estimates.json/.csv by the error-adjusted estimate with ci95_low_ha /
-ci95_high_ha, writes assessment.json (accuracies, interpreter agreement) and updates report.md.
+ci95_high_ha, writes assessment.json (each region's own accuracies, interpreter agreement)
+and updates report.md. Default intervals: zero-cell adjusted variance for region x class
+strata; for regions that are domains of class-only strata, a Jeffreys interval at the
+effective sample size (docs/intervals.md). --no-zero-cell-adjustment: textbook Wald intervals.
 """
 EPILOG_COMPARE = """examples:
   python -m estimator compare runs/loreto-2023
@@ -213,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--z", type=float, default=1.96, help="normal quantile of the intervals (default 1.96: 95 %%)")
     a.add_argument(
         "--no-zero-cell-adjustment", action="store_true",
-        help="textbook variances: a stratum whose sample shows no error adds zero variance",
+        help="textbook variances and Wald intervals: a stratum whose sample shows no error adds zero variance "
+        "(default: zero-cell adjustment; Jeffreys effective-n intervals for class-only strata)",
     )
     a.add_argument("--target-class", default="coca", help="class to print (default coca)")
     a.add_argument("--all-classes", action="store_true", help="print every class")

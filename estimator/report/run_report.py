@@ -151,19 +151,30 @@ def _assessment_lines(assessment: Mapping[str, Any] | None, target_class: str) -
         "",
         f"Design: {assessment['design']}; {assessment['n_units']} labeled units; estimator "
         f"`{assessment['estimator']}`; intervals at z = {assessment['z']}.",
+    ]
+    if assessment.get("interval"):
+        lines += ["", f"Area intervals: {assessment['interval']}."]
+    lines += [
         "",
-        f"| region | units | overall accuracy | {target_class} user's accuracy | {target_class} producer's accuracy |",
+        "Each region's accuracies come from that region's own sample units. A user's accuracy needs units the",
+        f"map calls {target_class} inside the region, a producer's accuracy units that are {target_class} by reference;",
+        "where the region has none, the figure is not estimable (n/a) rather than borrowed from other regions.",
+        "",
+        f"| region | units | overall accuracy | {target_class} user's accuracy (units mapped {target_class}) | "
+        f"{target_class} producer's accuracy (units {target_class} by reference) |",
         "|---|---:|---|---|---|",
     ]
 
-    def fmt(v: float | None, ci: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+    def fmt(v: float | None, ci: float | None, units: int | None = None) -> str:
+        text = "n/a: not estimable" if v is None else f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+        return text if units is None else f"{text} ({units})"
 
     for rid, r in assessment["regions"].items():
         c = r["per_class"].get(target_class, {})
         lines.append(
             f"| {rid} | {r['n']} | {fmt(r['overall_accuracy'], r['overall_ci95'])} | "
-            f"{fmt(c.get('users_accuracy'), c.get('users_ci95'))} | {fmt(c.get('producers_accuracy'), c.get('producers_ci95'))} |"
+            f"{fmt(c.get('users_accuracy'), c.get('users_ci95'), c.get('units_mapped'))} | "
+            f"{fmt(c.get('producers_accuracy'), c.get('producers_ci95'), c.get('units_reference'))} |"
         )
     ia = assessment["interpreters"]
     lines += ["", "Interpreters: "]
