@@ -43,6 +43,9 @@ _SERIES_COLOUR = "#546e7a"
 _MARKERS = {"point": "D", "lower_bound": "^", "upper_bound": "v"}
 #: A panel's value axis is logarithmic when its values span more than this factor.
 LOG_SPAN = 10.0
+_DODGE_DAYS = 100
+_DODGE_SPAN_DAYS = 330  # claims about one year stay inside it
+_SERIES_GAP_DAYS = 550
 
 
 def pyplot() -> Any:
@@ -147,7 +150,8 @@ def claims_figure(estimates: Sequence[Mapping[str, Any]], claims: Sequence[Mappi
     axes = fig.subplots(len(regions), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
     anchors = [_region_panel(ax, rid, names[rid], [e for e in estimates if e["region"] == rid], groups.get(rid, []))
                for ax, rid in zip(axes, regions, strict=True)]
-    axes[-1].set_xlabel("the date a figure speaks of (a year's figure at mid-year, its bar spanning the year)", fontsize=9)
+    axes[-1].set_xlabel("date the figure speaks of (a statement about a year: at mid-year, its bar spanning the year)",
+                        fontsize=9)
     fig.legend(handles=_legend_handles(plt), loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     if synthetic:
         stamp_synthetic(fig)
@@ -189,10 +193,15 @@ def _region_panel(
     if len(rows) > 1:
         ax.plot(mids, [float(e["area_ha"]) for e in rows], ":", color=_ESTIMATE_COLOUR, lw=1, gid=f"estimates:{rid}")
     labels = []
+    at = _dodged(groups)
     for g in groups:
-        xs, ys = [midpoint(c) for c in g.claims], [float(c["value_ha"]) for c in g.claims]
+        xs, ys = [at[c["id"]] for c in g.claims], [float(c["value_ha"]) for c in g.claims]
         if g.is_series:
-            ax.plot(xs, ys, "-", color=_SERIES_COLOUR, lw=1.3, zorder=3, gid=f"series:{rid}:{g.number}")
+            # One line per series; a stretch of more than a year and a half without a figure is dashed.
+            for k in range(len(xs) - 1):
+                gap = (midpoint(g.claims[k + 1]) - midpoint(g.claims[k])).days > _SERIES_GAP_DAYS
+                ax.plot(xs[k : k + 2], ys[k : k + 2], "--" if gap else "-", color=_SERIES_COLOUR, lw=1.3, zorder=3,
+                        gid=f"series:{rid}:{g.number}")
         for c, x, y in zip(g.claims, xs, ys, strict=True):
             colour = VERDICT_COLOURS.get(c["verdict"], "#757575")
             a, b = _day(c["period_start"]), _day(c["period_end"])
@@ -219,7 +228,8 @@ def _region_panel(
     ax.tick_params(labelsize=8)
     claims = [c for g in groups for c in g.claims]
     judged = [c for c in claims if not is_other_period(c)]
-    counts = ", ".join(f"{sum(c['verdict'] == v for c in judged)} {v}" for v in VERDICT_COLOURS if any(c["verdict"] == v for c in judged))
+    counts = ", ".join(f"{sum(c['verdict'] == v for c in judged)} {v}" for v in ("contradicted", "consistent", "inconclusive")
+                       if any(c["verdict"] == v for c in judged))
     other = len(claims) - len(judged)
     detail = "; ".join(x for x in (counts, f"{other} about other periods" if other else "") if x)
     ax.set_title(f"{name}: {len(claims)} area claims" + (f" ({detail})" if detail else ""), loc="left", fontsize=10)
@@ -229,6 +239,21 @@ def _region_panel(
         ax.legend(handles, [g.key_text() for g in groups], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                   frameon=False, handlelength=2.2, borderaxespad=0.0, title="key", title_fontsize=8, alignment="left")
     return labels, markers
+
+
+def _dodged(groups: Sequence[ClaimGroup]) -> dict[str, date]:
+    """Where each claim is drawn: at its date, claims sharing a date spread over a few weeks
+    (in order of value) so that their markers do not hide one another."""
+    by: dict[date, list[Mapping[str, Any]]] = {}
+    for c in (c for g in groups for c in g.claims):
+        by.setdefault(midpoint(c), []).append(c)
+    out = {}
+    for day, cs in by.items():
+        cs.sort(key=lambda c: float(c["value_ha"]))
+        step = min(_DODGE_DAYS, _DODGE_SPAN_DAYS / max(len(cs) - 1, 1))
+        for i, c in enumerate(cs):
+            out[c["id"]] = date.fromordinal(day.toordinal() + round((i - (len(cs) - 1) / 2) * step))
+    return out
 
 
 def _key_handle(plt: Any, g: ClaimGroup) -> Any:
@@ -249,7 +274,7 @@ def _legend_handles(plt: Any) -> list[Any]:
         plt.Line2D([], [], color=grey, marker="D", ls="none", label="claim: a figure"),
         plt.Line2D([], [], color=grey, marker="^", ls="none", label="claim: at least"),
         plt.Line2D([], [], color=grey, marker="v", ls="none", label="claim: at most"),
-        plt.Line2D([], [], color=_SERIES_COLOUR, marker="D", ms=5, lw=1.3, label="figures of one source (series)"),
+        plt.Line2D([], [], color=_SERIES_COLOUR, marker="D", ms=5, lw=1.3, label="figures of one source (series; dashed: gap)"),
         *(plt.Line2D([], [], color=c, marker="s", ls="none", label=v) for v, c in VERDICT_COLOURS.items()),
         plt.Line2D([], [], color=grey, marker="D", mfc="white", ls="none", label="hollow: about another period"),
     ]

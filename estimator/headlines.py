@@ -31,6 +31,11 @@ def ha(v: float | None) -> str:
     return "0" if v == 0 else f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2f}"
 
 
+def _sig(v: float) -> str:
+    """Hectares rounded to three significant figures, for sentences (tables keep every hectare)."""
+    return ha(float(f"{v:.3g}")) if abs(v) >= 1000 else ha(v)
+
+
 def pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}".removesuffix(".0") + " %"
 
@@ -66,7 +71,8 @@ def claim_value(c: Claim) -> str:
     v = {"lower_bound": f"at least {v}", "upper_bound": f"at most {v}"}.get(c["kind"], v)
     unit = c.get("original_unit")
     if unit and unit not in ("ha", "percent_per_year") and c.get("original_value") is not None:
-        v += f" (reported as {c['original_value']:,} {unit})" if isinstance(c["original_value"], int | float) else ""
+        o = c["original_value"]
+        v += f" (reported as {o:,g} {unit})" if isinstance(o, int | float) else f" (reported as {o} {unit})"
     return v
 
 
@@ -93,20 +99,20 @@ def _how_far(c: Claim) -> str:
     e = c["estimate"]
     v, a, lo, hi = float(c["value_ha"]), float(e["area_ha"]), e.get("ci95_low_ha"), e.get("ci95_high_ha")
     if lo is None or hi is None:
-        return f"the estimate, {ha(a)} ha, has no interval"
+        return f"the estimate, {_sig(a)} ha, has no interval"
     kind, verdict = c["kind"], c["verdict"]
     if kind == "lower_bound":
-        return (f"even the interval's upper end, {ha(hi)} ha, falls {ha(v - hi)} ha short" if v > hi
-                else f"the interval reaches {ha(hi)} ha")
+        return (f"even the interval's upper end, {_sig(hi)} ha, falls {_sig(v - hi)} ha short" if v > hi
+                else f"the interval reaches {_sig(hi)} ha")
     if kind == "upper_bound":
-        return (f"even the interval's lower end, {ha(lo)} ha, is {_times(lo / v)} times that" if lo > v and v > 0
-                else f"the interval's lower end, {ha(lo)} ha, is below it")
+        return (f"even the interval's lower end, {_sig(lo)} ha, is {_times(lo / v)} times that" if lo > v and v > 0
+                else f"the interval's lower end, {_sig(lo)} ha, is below it")
     ratio = f"{_times(v / a)} times the estimate" if a > 0 else "the estimate is 0"
     if v > hi:
-        return f"{ratio}, {ha(v - hi)} ha above the interval's upper end ({ha(hi)} ha)"
+        return f"{ratio}, {_sig(v - hi)} ha above the interval's upper end ({_sig(hi)} ha)"
     if v < lo:
-        return f"{ratio}, {ha(lo - v)} ha below the interval's lower end ({ha(lo)} ha)"
-    return f"inside the interval ({ha(lo)} to {ha(hi)} ha), {ratio}" if verdict == "consistent" else ratio
+        return f"{ratio}, {_sig(lo - v)} ha below the interval's lower end ({_sig(lo)} ha)"
+    return f"inside the interval ({_sig(lo)} to {_sig(hi)} ha), {ratio}" if verdict == "consistent" else ratio
 
 
 def _partial_note(c: Claim) -> str:
@@ -134,10 +140,10 @@ def claim_sentence(c: Claim, runs: Sequence[Mapping[str, Any]]) -> str:
 def _lead(e: Mapping[str, Any], target: str) -> str:
     obs, failed = e.get("observed_fraction"), e.get("failed_read_fraction")
     if e.get("ci95_low_ha") is not None and e.get("ci95_high_ha") is not None:
-        s = (f"Imagery supports {ha(e['ci95_low_ha'])} to {ha(e['ci95_high_ha'])} ha of {target} "
-             f"(95 % CI; best estimate {ha(e['area_ha'])} ha, {e['estimator']})")
+        s = (f"Imagery supports {_sig(e['ci95_low_ha'])} to {_sig(e['ci95_high_ha'])} ha of {target} "
+             f"(95 % CI; best estimate {_sig(e['area_ha'])} ha, {e['estimator']})")
     else:
-        s = (f"The classifier maps {ha(e.get('mapped_area_ha') if e.get('mapped_area_ha') is not None else e['area_ha'])} "
+        s = (f"The classifier maps {_sig(e.get('mapped_area_ha') if e.get('mapped_area_ha') is not None else e['area_ha'])} "
              f"ha of {target}, with no confidence interval until a labeled reference sample is assessed")
     if obs is None:
         s += "; how much of the region was observed is not known."
@@ -146,8 +152,8 @@ def _lead(e: Mapping[str, Any], target: str) -> str:
     else:
         s += f"; {pct(obs)} of the region seen clear, and the figure covers that part only."
     if e.get("coverage_policy") == "extrapolated" and e.get("extrapolated_ci95_high_ha") is not None:
-        s += (f" Extrapolated to the whole region: {ha(e['extrapolated_area_ha'])} ha "
-              f"[{ha(e['extrapolated_ci95_low_ha'])} to {ha(e['extrapolated_ci95_high_ha'])}].")
+        s += (f" Extrapolated to the whole region: {_sig(e['extrapolated_area_ha'])} ha "
+              f"[{_sig(e['extrapolated_ci95_low_ha'])} to {_sig(e['extrapolated_ci95_high_ha'])}].")
     if failed:
         s += f" {pct(failed)} of the region could not be read (failed reads)."
     return s
@@ -194,7 +200,7 @@ def headlines(comparison: Mapping[str, Any], target: str) -> list[Block]:
         f"{len(claims)} claim(s) about the regions of these runs: "
         + ", ".join(f"{n} {v}" for v, n in _counts(judged)) + f" against a run of their period; {n_other} about other periods.",
         "note")] if claims else [Paragraph("No claim of the registry concerns the regions of these runs.", "note")]
-    for rid in dict.fromkeys([*(e["region"] for e in estimates), *(c["region"] for c in claims)]):
+    for rid in _regions(comparison):
         mine = sorted((e for e in estimates if e["region"] == rid), key=lambda e: (e["period"], e["run"]))
         rc = [c for c in claims if c["region"] == rid]
         name = next((str(x["region_name"]) for x in [*mine, *rc] if x.get("region_name")), rid)
@@ -247,16 +253,22 @@ def _row(c: Claim, key: Mapping[str, int], runs: Sequence[Mapping[str, Any]], *,
     return (*cells, _fold(c))
 
 
+def _regions(comparison: Mapping[str, Any]) -> list[str]:
+    """Region ids in the order of the runs' estimates, then of the claims."""
+    return list(dict.fromkeys([*(e["region"] for e in comparison.get("estimates", [])),
+                               *(c["region"] for c in comparison.get("claims", []))]))
+
+
 def verdict_tables(comparison: Mapping[str, Any]) -> list[Block]:
     """Per region, a table per verdict (contradicted, consistent, inconclusive) and the
     claims about other periods folded; ``#`` is the claim's number in the chart's key."""
     claims, runs = comparison.get("claims", []), comparison["runs"]
     key = {c["id"]: g.number for gs in claim_groups(claims).values() for g in gs for c in g.claims}
     out: list[Block] = []
-    for rid in dict.fromkeys(c["region"] for c in claims):
+    for rid in [r for r in _regions(comparison) if any(c["region"] == r for c in claims)]:
         rc = sorted((c for c in claims if c["region"] == rid), key=lambda c: (key.get(c["id"], 10**6), c["period_start"]))
         out.append(Heading(3, str(rc[0].get("region_name") or rid)))
-        head = ("#", "who", "claimed", "about", "estimate [95 % CI], period", "claim ÷ estimate")
+        head = ("#", "who", "claimed", "about", "estimate [95 % CI]", "claim ÷ estimate")
         for v in _ORDER:
             cs = [c for c in rc if c["verdict"] == v and not is_other_period(c)]
             if cs:
@@ -285,7 +297,8 @@ def unmatched_blocks(unmatched: Sequence[Mapping[str, Any]]) -> list[Block]:
     for u in unmatched:
         # The reasons are worded by compare's _unmatched_reason.
         if m := re.match(r"no matching region: '(.*)' has no named region", u["reason"]):
-            zones[m.group(1)] = zones.get(m.group(1), 0) + 1
+            zone = _plain(m.group(1)) or m.group(1)
+            zones[zone] = zones.get(zone, 0) + 1
         elif m := re.match(r"region '([^']+)' is not in the run", u["reason"]):
             regions[m.group(1)] = regions.get(m.group(1), 0) + 1
         else:

@@ -136,7 +136,7 @@ h1{font-size:1.6em;margin-top:.6em}h2{border-bottom:1px solid #ddd;padding-botto
 h3{margin:1.4em 0 .5em}h4{margin:1em 0 .3em}
 .banner{background:#b71c1c;color:#fff;font-weight:bold;padding:.5em 1em;margin:.6em 0;border-radius:4px;letter-spacing:.03em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
-th,td{border:1px solid #cfd8dc;padding:.25em .5em;vertical-align:top;text-align:left;overflow-wrap:anywhere}
+th,td{border:1px solid #cfd8dc;padding:.25em .5em;vertical-align:top;text-align:left}
 th{background:#eceff1}td.num{text-align:right;white-space:nowrap}
 tr:nth-child(even) td{background:#fafafa}
 .verdict-consistent{color:#2e7d32;font-weight:bold}.verdict-contradicted{color:#c62828;font-weight:bold}
@@ -146,7 +146,8 @@ pre{background:#f5f5f5;padding:.6em;overflow:auto;font-size:.8em;max-height:30em
 .note{color:#555;font-size:.9em}.summary{font-size:1.02em}
 details{margin:.4em 0}summary{cursor:pointer;color:#37474f}
 nav a{margin-right:1em;display:inline-block}.scroll{overflow-x:auto}
-details.fold{margin:0}details.fold summary{font-size:.95em}details.fold div{margin-top:.3em;font-size:.95em}
+details.fold{margin:0}details.fold summary{font-size:.95em}details.fold div{margin-top:.3em;font-size:.95em;overflow-wrap:anywhere}
+table.verdicts{width:100%}
 .headline{border-left:4px solid #90a4ae;padding:.2em 0 .2em 1em;margin:.8em 0 1.2em}
 .headline h4{margin:.2em 0}.headline p{margin:.3em 0}.headline ul{margin:.3em 0;padding-left:1.3em}
 .counts span{margin-right:.9em;white-space:nowrap}
@@ -154,9 +155,9 @@ details.fold{margin:0}details.fold summary{font-size:.95em}details.fold div{marg
 table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:auto}
 table.stack thead{display:none}
 table.stack tr{border:1px solid #cfd8dc;margin:.6em 0;padding:.2em 0}
-table.stack td{border:0;border-bottom:1px solid #eceff1}table.stack td:last-child{border-bottom:0}
-table.stack td.num{text-align:left;white-space:normal}
-table.stack td::before{content:attr(data-label);display:block;font-size:.8em;color:#607d8b}
+table.stack td{border:0;border-bottom:1px solid #eceff1;display:grid;grid-template-columns:6.5em minmax(0,1fr);column-gap:.6em}
+table.stack td:last-child{border-bottom:0}table.stack td.num{text-align:left;white-space:normal}
+table.stack td::before{content:attr(data-label);font-size:.8em;line-height:1.8;color:#607d8b}
 }
 """
 
@@ -190,13 +191,16 @@ def _cell_html(c: Cell) -> str:
 def _table_html(t: Table) -> str:
     labels = [html.escape(h) for h in t.head]
     head = "".join(f"<th>{h}</th>" for h in labels)
+    stack = len(t.head) > 3
+    # In a stacked cell the label and the value are two grid columns: the value is one element.
+    wrap = (lambda v: f"<div>{v}</div>") if stack else (lambda v: v)
     rows = "".join(
         "<tr>" + "".join(
-            f'<td data-label="{labels[i]}"{" class=num" if i in t.numeric else ""}>{_cell_html(c)}</td>' for i, c in enumerate(r)
+            f'<td data-label="{labels[i]}"{" class=num" if i in t.numeric else ""}>{wrap(_cell_html(c))}</td>' for i, c in enumerate(r)
         ) + "</tr>"
         for r in t.rows
     )
-    classes = " ".join(x for x in (t.css, "stack" if len(t.head) > 3 else "") if x)
+    classes = " ".join(x for x in (t.css, "stack" if stack else "") if x)
     css = f' class="{html.escape(classes)}"' if classes else ""
     return f'<div class="scroll"><table{css}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
 
