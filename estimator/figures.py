@@ -204,9 +204,9 @@ def _region_panel(
                         gid=f"series:{rid}:{g.number}")
         for c, x, y in zip(g.claims, xs, ys, strict=True):
             colour = VERDICT_COLOURS.get(c["verdict"], "#757575")
-            a, b = _day(c["period_start"]), _day(c["period_end"])
-            if a != b:
-                ax.plot([a, b], [y, y], color=colour, lw=1.2, alpha=0.7, zorder=3)
+            d0, d1 = _day(c["period_start"]), _day(c["period_end"])
+            if d0 != d1:
+                ax.plot([d0, d1], [y, y], color=colour, lw=1.2, alpha=0.7, zorder=3)
             ax.plot(x, y, _MARKERS[c["kind"]], ms=7, color=colour, mfc="white" if is_other_period(c) else colour, mew=1.5,
                     zorder=4, gid=f"claim:{c['id']}")
             markers.append((x, y))

@@ -55,6 +55,8 @@ def _plain(s: str | None) -> str:
 def _who(c: Claim) -> str:
     """Claimant (organisation), without asides: "Col. PNP Jorge Angulo (DIRANDRO-Loreto)"."""
     who, org = _plain(c.get("claimant")).split(",")[0].strip(), _plain(c.get("organisation"))
+    if who and org and who in org:
+        return org
     return f"{who} ({org})" if who and org and org not in who else who or org or "An unattributed source"
 
 
@@ -116,7 +118,8 @@ def _how_far(c: Claim) -> str:
 
 
 def _partial_note(c: Claim) -> str:
-    return next((" The claim's period only partly overlaps the run's." for w in c.get("warnings") or []
+    whose = "the span between the runs" if c["kind"] == "growth_rate" else "the run's"
+    return next((f" The claim's period only partly overlaps {whose}." for w in c.get("warnings") or []
                  if w.startswith("period only partly")), "")
 
 
@@ -143,7 +146,8 @@ def _lead(e: Mapping[str, Any], target: str) -> str:
         s = (f"Imagery supports {_sig(e['ci95_low_ha'])} to {_sig(e['ci95_high_ha'])} ha of {target} "
              f"(95 % CI; best estimate {_sig(e['area_ha'])} ha, {e['estimator']})")
     else:
-        s = (f"The classifier maps {_sig(e.get('mapped_area_ha') if e.get('mapped_area_ha') is not None else e['area_ha'])} "
+        mapped = float(e["mapped_area_ha"] if e.get("mapped_area_ha") is not None else e["area_ha"])
+        s = (f"The classifier maps {_sig(mapped)} "
              f"ha of {target}, with no confidence interval until a labeled reference sample is assessed")
     if obs is None:
         s += "; how much of the region was observed is not known."
@@ -235,7 +239,7 @@ def _growth_lead(growth: Sequence[Claim], runs: Sequence[Mapping[str, Any]]) -> 
 def _fold(c: Claim) -> Fold:
     parts: list[Any] = [*linkify(str(c.get("source") or "no source given"))]
     if c.get("quote"):
-        parts.append(f"\n“{c['quote']}”")
+        parts.append(f"\nquote: {c['quote']}")
     for label in ("status", "note"):
         if c.get(label):
             parts.append(f"\n{label}: {c[label]}")

@@ -60,7 +60,7 @@ def test_registry_scale_fixture_is_what_the_issue_describes(real_scale):
 
 
 def test_one_headline_per_region_and_period_with_counts_and_named_claims(real_scale):
-    comparison, html, md = real_scale
+    comparison, html, _ = real_scale
     summary = _section(html, "summary")
     runs = comparison["runs"]
     for e in comparison["estimates"]:
