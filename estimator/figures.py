@@ -30,6 +30,7 @@ __all__ = [
     "draw_outlines",
     "needs_log_scale",
     "place_labels",
+    "probability_figure",
     "probability_map",
     "pyplot",
     "read_decimated",
@@ -67,19 +68,26 @@ def read_decimated(cog: Path, max_px: int, resampling: Resampling) -> tuple[np.n
         return arr, src.bounds
 
 
-def draw_outlines(ax: Any, outlines: Sequence[tuple[str, Any]]) -> None:
+_OUTLINE_LABEL = {"color": "white", "fontsize": 9, "weight": "bold",
+                  "bbox": {"boxstyle": "round,pad=0.2", "fc": "black", "alpha": 0.45, "lw": 0}}
+
+
+def draw_outlines(ax: Any, outlines: Sequence[tuple[str, Any]], *, labels: bool = True) -> list[tuple[float, float, str]]:
     """Region outlines (geometries in the map CRS), white under black dashes so they show
-    on any background, each labeled at a point inside it."""
+    on any background, each labeled at a point inside it. With ``labels=False`` the labels
+    are not drawn but returned, ``(x, y, text)``, for :func:`place_labels` (nested regions,
+    such as a province inside its department, may share that point)."""
+    anchors = []
     for label, geom in outlines:
         for p in getattr(geom, "geoms", [geom]):
             x, y = p.exterior.xy
             ax.plot(x, y, color="white", lw=1.2)
             ax.plot(x, y, color="black", lw=0.6, ls="--")
         c = geom.representative_point()
-        ax.annotate(
-            label, (c.x, c.y), color="white", fontsize=9, ha="center", weight="bold",
-            bbox={"boxstyle": "round,pad=0.2", "fc": "black", "alpha": 0.45, "lw": 0},
-        )
+        anchors.append((c.x, c.y, label))
+        if labels:
+            ax.annotate(label, (c.x, c.y), ha="center", **_OUTLINE_LABEL)
+    return anchors
 
 
 def stamp_synthetic(fig: Any) -> None:
@@ -94,8 +102,9 @@ def to_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def probability_map(cog: Path, outlines: Sequence[tuple[str, Any]], *, title: str, synthetic: bool, max_px: int = 900) -> bytes:
-    """The target-class probability map (NaN = not classified, in grey) with region outlines."""
+def probability_figure(cog: Path, outlines: Sequence[tuple[str, Any]], *, title: str, synthetic: bool, max_px: int = 900) -> Any:
+    """The target-class probability map (NaN = not classified, in grey) with region outlines,
+    their labels placed apart (a matplotlib Figure, drawn)."""
     plt = pyplot()
     arr, b = read_decimated(cog, max_px, Resampling.average)
     cmap = plt.get_cmap("magma_r").with_extremes(bad="#cfd8dc")
@@ -103,14 +112,23 @@ def probability_map(cog: Path, outlines: Sequence[tuple[str, Any]], *, title: st
     im = ax.imshow(
         np.ma.masked_invalid(arr), cmap=cmap, vmin=0, vmax=1, extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest"
     )
-    draw_outlines(ax, outlines)
+    anchors = draw_outlines(ax, outlines, labels=False)
     fig.colorbar(im, ax=ax, shrink=0.7, label="probability (grey: not classified)")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     if synthetic:
         stamp_synthetic(fig)
-    return to_png(fig)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    ax.set_autoscale_on(False)
+    place_labels(ax, anchors, centre=True, style=_OUTLINE_LABEL)
+    return fig
+
+
+def probability_map(cog: Path, outlines: Sequence[tuple[str, Any]], *, title: str, synthetic: bool, max_px: int = 900) -> bytes:
+    """:func:`probability_figure` as PNG bytes."""
+    return to_png(probability_figure(cog, outlines, title=title, synthetic=synthetic, max_px=max_px))
 
 
 def _num(v: Any) -> float | None:
@@ -281,13 +299,14 @@ def _legend_handles(plt: Any) -> list[Any]:
 
 
 def place_labels(ax: Any, labels: Sequence[tuple[Any, float, str]], markers: Sequence[tuple[Any, float]] = (),
-                 fontsize: float = 8) -> list[Any]:
+                 fontsize: float = 8, *, centre: bool = False, style: Mapping[str, Any] | None = None) -> list[Any]:
     """Write short labels next to their points so that no two overlap and all stay inside
     the axes; a label pushed away from its point gets a thin leader line.
 
-    Candidate positions are tried nearest first (right, left, above, below, then further
-    up and down); a position that covers another marker is taken only when no free one is
-    left. Hand-written because adjustText and textalloc minimise overlaps rather than rule
+    Candidate positions are tried nearest first (centred on the point when ``centre``, then
+    right, left, above, below, then further up and down); a position that covers another
+    marker is taken only when no free one is left. ``style`` replaces the text's look
+    (colour, size, box). Hand-written because adjustText and textalloc minimise overlaps rather than rule
     them out, and the report promises labels that can be read.
     Call after the figure's layout is final (drawn, layout engine off).
     """
@@ -304,13 +323,15 @@ def place_labels(ax: Any, labels: Sequence[tuple[Any, float, str]], markers: Seq
     out = []
     for x, y, text in sorted(labels, key=lambda t: (ax.convert_xunits(t[0]), t[1])):
         px, py = ax.transData.transform((ax.convert_xunits(x), y))
-        t = ax.annotate(text, (x, y), xytext=(0, 0), textcoords="offset points", fontsize=fontsize, ha="left", va="bottom",
-                        color="#212121", zorder=6, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+        look = dict(style) if style is not None else {
+            "fontsize": fontsize, "color": "#212121", "bbox": {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}}
+        t = ax.annotate(text, (x, y), xytext=(0, 0), textcoords="offset points", ha="left", va="bottom", zorder=6, **look)
         ext = t.get_window_extent(renderer)
         w, h = ext.width, ext.height
         dx0, dy0 = ext.x0 - px, ext.y0 - py  # where the text sits at offset 0
         gap = r / 2 + 2
-        cands = [(gap, -h / 2), (-gap - w, -h / 2), (-w / 2, gap), (-w / 2, -gap - h),
+        cands = [(-w / 2, -h / 2)] if centre else []
+        cands += [(gap, -h / 2), (-gap - w, -h / 2), (-w / 2, gap), (-w / 2, -gap - h),
                  (gap, gap), (gap, -gap - h), (-gap - w, gap), (-gap - w, -gap - h)]
         for k in range(1, 40):
             for side in (gap, -gap - w):

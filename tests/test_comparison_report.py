@@ -118,6 +118,18 @@ def test_report_shows_claims_tables_maps_and_is_self_contained(run_copy, small_w
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "javascript:alert(1)" not in re.findall(r'href="([^"]*)"', html)
     assert "<script>" not in md and "\\|" in md
     assert e["region_name"] in md and "| # | who | claimed |" in md and "said at least 25,000 ha" in md
+    # every figure of the page, drawn again: no two texts overlap
+    from estimator.figures import claims_figure, probability_figure, pyplot
+    from estimator.regions import to_crs
+
+    from .test_report_scale import text_overlaps
+
+    run = open_run(run_copy)
+    outlines = [(g.id, to_crs(g.geometry, str(run.grid.crs))) for g in run.regions]
+    for fig in (claims_figure(comparison["estimates"], comparison["claims"], synthetic=True),
+                probability_figure(run_copy / "maps" / "coca_probability.tif", outlines, title="t", synthetic=True)):
+        assert text_overlaps(fig) == []
+        pyplot().close(fig)
 
 
 def test_report_without_run_directories_still_renders(tmp_path):

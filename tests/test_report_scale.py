@@ -250,3 +250,28 @@ def test_markdown_twin_has_the_headlines_and_tables(real_scale):
     assert "| # | who | claimed | about | estimate [95 % CI] | claim ÷ estimate | source |" in md
     assert "[https://archivo.inforegion.pe/" in md
     assert json.dumps(comparison)  # still plain JSON
+
+
+def test_probability_map_keeps_labels_of_nested_regions_apart(tmp_path):
+    """A province drawn inside its department can share its label point; the map places them apart."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from estimator.figures import draw_outlines, probability_figure
+
+    cog = tmp_path / "p.tif"
+    with rasterio.open(cog, "w", driver="GTiff", width=60, height=60, count=1, dtype="float32", crs="EPSG:32718",
+                       transform=from_origin(500_000, 9_000_000, 100, 100)) as dst:
+        dst.write(np.random.default_rng(0).random((1, 60, 60), dtype=np.float32))
+    outlines = [("loreto", box(500_500, 8_994_500, 505_500, 8_999_500)),
+                ("mariscal-ramon-castilla", box(500_500, 8_994_500, 505_500, 8_999_500))]
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    draw_outlines(ax, outlines)  # labels at their points: on top of each other
+    assert text_overlaps(fig) == [("loreto", "mariscal-ramon-castilla")]
+    plt.close(fig)
+    fig = probability_figure(cog, outlines, title="coca probability, 2011", synthetic=True)
+    assert text_overlaps(fig) == [] and {t.get_text() for t in fig.axes[0].texts} == {"loreto", "mariscal-ramon-castilla"}
+    plt.close(fig)
