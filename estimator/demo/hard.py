@@ -582,7 +582,8 @@ def make_hard_labels(
     """Training plots from the western strip only, 7 % of them wrong on purpose.
 
     Classes are those on the cut-off date. Coca labels are whole plots (half of the strip's
-    coca plots); other labels are 0.2-1 ha polygons as in the easy world. Then
+    coca plots); other labels are 0.2-1 ha polygons as in the easy world (a class with fewer
+    than two in the strip gets none). Then
     :data:`LABEL_ERROR_SHARE` of the plots get a confusable class (half of the errors) or are
     moved 15-40 m (the other half), as a hurried interpreter or a GPS error would.
 
@@ -603,14 +604,22 @@ def make_hard_labels(
     labels.extend(("coca", easy._largest(coca[int(i)].geometry)) for i in chosen)
     view = cast(easy.Landscape, _ObjectsView(tuple(o for o in inside if not o.geometry.is_empty)))
     for cls in DEMO_CLASSES[1:]:
-        labels.extend((cls, poly) for poly in easy._class_labels(view, cls, per_class, rng))
+        polys = easy._class_labels(view, cls, per_class, rng)
+        # Cross-validation needs two plots of a class; a class the strip barely holds
+        # (a town or the river at its edge) is left out, so the model never learns it.
+        labels.extend((cls, poly) for poly in polys if len(polys) >= 2)
+    # A swap never leaves a class with fewer than the two plots cross-validation needs, nor
+    # invents a class the labels lack; where it would, the plot is shifted instead.
+    count = {c: sum(lc == c for lc, _ in labels) for c in DEMO_CLASSES}
     n_err = max(1, round(LABEL_ERROR_SHARE * len(labels)))
     errors: list[LabelError] = []
     for j, i in enumerate(sorted(int(i) for i in rng.choice(len(labels), n_err, replace=False))):
         cls, geom = labels[i]
-        if j % 2 == 0:
-            options = _CONFUSED_WITH[cls]
-            labels[i] = (str(options[int(rng.integers(len(options)))]), geom)
+        options = [c for c in _CONFUSED_WITH[cls] if count[c] >= 2]
+        if j % 2 == 0 and count[cls] >= 3 and options:
+            new = str(options[int(rng.integers(len(options)))])
+            count[cls], count[new] = count[cls] - 1, count[new] + 1
+            labels[i] = (new, geom)
             errors.append(LabelError(i, "mislabelled", cls, 0.0))
         else:
             dist, ang = rng.uniform(15.0, 40.0), rng.uniform(0, 2 * np.pi)

@@ -30,7 +30,7 @@ from ..sample import draw_sample
 from ..serve import serve_world
 from .claims import write_demo_claims
 from .oracle import label_with_truth
-from .world import GENERATOR_VERSION, World, WorldSpec, generate_world
+from .world import World, generate_world, generator_version, preset_spec
 
 __all__ = ["demo_job", "demo_stac", "demo_train", "run_demo"]
 
@@ -86,18 +86,23 @@ def _model_is_current(model_dir: Path, world_key: str) -> bool:
     return model.card.get("demo_world") == world_key
 
 
-def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 18, progress: bool = True) -> dict[str, Any]:
-    """Generate, serve, train, run; print and return estimates beside truth."""
+def run_demo(
+    out: Path, *, seed: int = 42, size_px: int | None = None, n_dates: int | None = None, preset: str = "easy",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate, serve, train, run; print and return estimates beside truth. ``size_px`` and
+    ``n_dates`` default to the preset's (easy: 1024 px, 18 dates; hard: 1024 px, 30 dates)."""
     from training.extract import read_labels
     from training.fit import train
 
     out.mkdir(parents=True, exist_ok=True)
-    spec = WorldSpec(seed=seed, size_px=size_px, n_dates=n_dates)
-    print(f"SYNTHETIC demo world (seed {seed}, {size_px}x{size_px} px, {n_dates} dates) in {out / 'world'}")
+    spec = preset_spec(preset, seed=seed, size_px=size_px, n_dates=n_dates)
+    named = "" if preset == "easy" else f"{preset} preset, "
+    print(f"SYNTHETIC demo world ({named}seed {seed}, {spec.size_px}x{spec.size_px} px, {spec.n_dates} dates) in {out / 'world'}")
     world = generate_world(out / "world", spec, progress=progress)
     truth_all = json.loads(world.truth_path.read_text())
     truth = {rid: r["area_ha"] for rid, r in truth_all["regions"].items()}
-    world_key = json.dumps({**asdict(spec), "generator": GENERATOR_VERSION}, sort_keys=True)
+    world_key = json.dumps({**asdict(spec), "generator": generator_version(spec.preset)}, sort_keys=True)
 
     with serve_world(world.root, out / "serve") as served:
         print(f"serving STAC API at {served.stac_url} and COGs at {served.files_url}")
