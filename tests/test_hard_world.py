@@ -215,3 +215,29 @@ def test_scl_false_clouds_on_bright_ground_and_false_shadows_on_dark_ground() ->
         seen_cloud += bool(cloud[bright & ~dark].all())
         seen_shadow += bool((scl[dark & ~bright] == SCL.CLOUD_SHADOW).all())
     assert 0 < seen_cloud < 30 and 0 < seen_shadow < 30  # on some dates, not on all
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.integration
+def test_demo_runs_end_to_end_on_a_small_hard_world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from estimator.cli import main
+
+    out = tmp_path / "demo"
+    assert (
+        main(["demo", "--preset", "hard", "--seed", "2", "--size", "384", "--dates", "8", "--out", str(out), "--quiet"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "SYNTHETIC demo world (hard preset, seed 2, 384x384 px, 8 dates)" in printed
+    assert "error-adjusted estimates" in printed
+    world = load_world(out / "world")
+    assert world.spec == preset_spec("hard", seed=2, size_px=384, n_dates=8)
+    estimates = json.loads((out / "run" / "estimates.json").read_text())
+    regions = {r["region"] for r in estimates["records"] if r["class"] == "coca"}
+    assert regions == set(_truth(world)["regions"])
+    for r in estimates["records"]:
+        if r["class"] == "coca":
+            assert r["estimator"] == "stratified-olofsson2014" and r["ci95_low_ha"] <= r["area_ha"] <= r["ci95_high_ha"]
+            assert r["synthetic"] is True

@@ -246,7 +246,18 @@ def _coca_plots(
 
 def _parcel_kind(rng: np.random.Generator, east: float) -> str:
     """Kind of a clearing parcel; perennial crops (cacao, plantain) are commoner in the east."""
-    kinds = ("pasture", "pasture_burned", "fallow", "slash_burn", "maize", "cassava", "plantain", "cacao", "oil_palm", "bare_soil")
+    kinds = (
+        "pasture",
+        "pasture_burned",
+        "fallow",
+        "slash_burn",
+        "maize",
+        "cassava",
+        "plantain",
+        "cacao",
+        "oil_palm",
+        "bare_soil",
+    )
     w = np.array([0.20, 0.10, 0.22, 0.07, 0.09, 0.07, 0.05 + 0.06 * east, 0.03 + 0.08 * east, 0.04, 0.05])
     return str(rng.choice(kinds, p=w / w.sum()))
 
@@ -280,7 +291,12 @@ def _objects(rng: np.random.Generator, grid: Grid, n_coca: int) -> tuple[list[La
 
 
 def _params(
-    rng: np.random.Generator, grid: Grid, objects: Sequence[LandObject], kinds: Sequence[str], start: dt.date, end: dt.date
+    rng: np.random.Generator,
+    grid: Grid,
+    objects: Sequence[LandObject],
+    kinds: Sequence[str],
+    start: dt.date,
+    end: dt.date,
 ) -> dict[str, np.ndarray]:
     """Per-object dynamics; every array is drawn for every object so draws do not depend on kinds."""
     n = len(objects)
@@ -294,6 +310,12 @@ def _params(
     shade = np.where(is_kind["cacao"], rng.uniform(0.3, 0.45, n), shade)
     # Harvest cycles: 80-130 days in the west, down to 55-90 days in the east.
     period = rng.uniform(80.0, 130.0, n) - east * rng.uniform(15.0, 40.0, n)
+    steady = {  # baseline cover of the kinds whose cover is not a cycle
+        "forest": (0.94, 0.99), "slash_burn": (0.94, 0.99), "coca_planted": (0.94, 0.99), "pasture": (0.6, 0.76),
+        "pasture_burned": (0.6, 0.76), "bare_soil": (0.0, 0.06), "settlement": (0.02, 0.07), "plantain": (0.62, 0.8),
+        "oil_palm": (0.75, 0.9),
+    }  # fmt: skip
+    cover = np.select([is_kind[k] for k in steady], [rng.uniform(lo, hi, n) for lo, hi in steady.values()], 0.0)
     return {
         "kind": kind,
         "event": rng.uniform(d0 + 60.0, d1 - 45.0, n),  # planting, pruning, abandonment, slash-and-burn day
@@ -302,12 +324,7 @@ def _params(
         "phase": rng.uniform(0.0, 365.0, n),
         "cover_min": rng.uniform(0.18, 0.45, n),
         "cover_max": rng.uniform(0.62, 0.86, n),
-        "cover": np.select(
-            [is_kind[k] for k in ("forest", "slash_burn", "coca_planted", "pasture", "pasture_burned", "bare_soil", "settlement", "plantain", "oil_palm")],
-            [rng.uniform(0.94, 0.99, n), rng.uniform(0.94, 0.99, n), rng.uniform(0.94, 0.99, n), rng.uniform(0.6, 0.76, n), rng.uniform(0.6, 0.76, n),
-             rng.uniform(0.0, 0.06, n), rng.uniform(0.02, 0.07, n), rng.uniform(0.62, 0.8, n), rng.uniform(0.75, 0.9, n)],
-            0.0,
-        ),  # fmt: skip
+        "cover": cover,
         "age": rng.uniform(0.2, 6.0, n),  # fallow age in years at the start of the period
         "season_amp": rng.uniform(0.04, 0.1, n),
         "burn_doy": rng.uniform(200.0, 262.0, n),
@@ -472,8 +489,6 @@ def terrain_slopes(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.stack([gx * scale, -gy * scale]).astype(np.float32)  # rows run south
 
 
-
-
 def build_hard_landscape(
     grid: Grid, n_coca_plots: int, start: dt.date, end: dt.date, rng: np.random.Generator
 ) -> HardLandscape:
@@ -510,7 +525,10 @@ def build_hard_landscape(
     jitter = rng.normal(1.0, 0.03, (len(objects), n_bands)).astype(np.float32)
     before = np.stack([spectra[_KIND_SPECTRA[k][0]] for k in kinds])
     after = np.stack(
-        [spectra["regrowth" if k == "slash_burn" and f else _KIND_SPECTRA[k][1]] for k, f in zip(kinds, params["after_fallow"], strict=True)]
+        [
+            spectra["regrowth" if k == "slash_burn" and f else _KIND_SPECTRA[k][1]]
+            for k, f in zip(kinds, params["after_fallow"], strict=True)
+        ]
     )
     canopy = np.stack([before * jitter, after * jitter])
     # Soils get brighter towards the east (another difference the training strip never sees).
@@ -545,7 +563,7 @@ def hard_ground_reflectance(land: HardLandscape, when: dt.date, rng: np.random.G
     background = land.background * (1 - char[:, None]) + char_spec * char[:, None]
     shade = p["shade"][:, None]
     shade_top = 0.95 * forest * forest_season + 0.05 * soil
-    refl_obj = ((1 - shade) * (cover[:, None] * canopy + (1 - cover[:, None]) * background) + shade * shade_top)
+    refl_obj = (1 - shade) * (cover[:, None] * canopy + (1 - cover[:, None]) * background) + shade * shade_top
     refl_obj *= p["brightness"][:, None]
     slope_obj = (1 - shade) * (canopy - background)  # d reflectance / d cover
     out = np.empty((len(REFLECTANCE_BANDS), *land.mix_ids.shape[1:]), dtype=np.float32)

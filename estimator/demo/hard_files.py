@@ -53,7 +53,9 @@ __all__ = ["write_hard_world"]
 _COCA = DEMO_CLASSES.index("coca")
 
 
-def write_hard_world(root: Path, spec: w.WorldSpec, grid: Grid, *, progress: bool) -> tuple[list[str], list[dict[str, Any]]]:
+def write_hard_world(
+    root: Path, spec: w.WorldSpec, grid: Grid, *, progress: bool
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Write the ground truth and the images of a hard world; return region ids and STAC items."""
     start, end = dt.date.fromisoformat(spec.start), dt.date.fromisoformat(spec.end)
     land = build_hard_landscape(grid, spec.coca_plots, start, end, w._rng(spec, "landscape"))
@@ -111,7 +113,8 @@ def _write_ground_truth(root: Path, spec: w.WorldSpec, land: HardLandscape, date
 
     regions = make_hard_regions(grid, w._rng(spec, "regions"))
     region_features = [
-        w._feature(r.geometry, spec.epsg, {"region_id": r.region_id, "name": r.name, "synthetic": True}) for r in regions
+        w._feature(r.geometry, spec.epsg, {"region_id": r.region_id, "name": r.name, "synthetic": True})
+        for r in regions
     ]
     w._write_json(root / "regions.geojson", w._collection(region_features))
     written = [(f["properties"]["region_id"], shape(f["geometry"])) for f in region_features]
@@ -183,9 +186,7 @@ def _region_masks(grid: Grid, regions_lonlat: list[tuple[str, Any]]) -> dict[str
     return out
 
 
-def _write_stack(
-    path: Path, data: np.ndarray, grid: Grid, epsg: int, descriptions: list[str], resampling: str
-) -> None:
+def _write_stack(path: Path, data: np.ndarray, grid: Grid, epsg: int, descriptions: list[str], resampling: str) -> None:
     """A multi-band COG (DEFLATE, 256 px tiles), one described band per layer of ``data``."""
     profile = {
         "driver": "COG", "count": data.shape[0], "dtype": data.dtype.name, "width": data.shape[2],
