@@ -64,7 +64,10 @@ def map_f1_in_regions(demo: Path, target: str = "coca") -> dict[str, float]:
         transform, crs = src.transform, src.crs
     truth = np.zeros_like(mapped)
     with rasterio.open(world.truth_class_path) as src:
-        reproject(rasterio.band(src, 1), truth, dst_transform=transform, dst_crs=crs, resampling=Resampling.nearest)
+        reproject(
+            src.read(1), truth, src_transform=src.transform, src_crs=src.crs,
+            dst_transform=transform, dst_crs=crs, resampling=Resampling.nearest,
+        )  # fmt: skip
     inside = mapped > 0  # observed pixels of the job's area, east of every training plot
     m = inside & (mapped == run.classes.index(target) + 1)
     t = inside & (truth == DEMO_CLASSES.index(target) + 1)

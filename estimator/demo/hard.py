@@ -269,7 +269,13 @@ def _objects(rng: np.random.Generator, grid: Grid, n_coca: int) -> tuple[list[La
     towns = easy._settlements(rng, grid, river, centre, max(2, round(5 * math.sqrt(scale))))
     roads = easy._roads(rng, grid, towns, centre)
     parcels = easy._clearings(rng, grid, centre, roads, max(10, round(260 * scale)))
-    obstacles = shapely.union_all([river, *towns, *roads])
+    # A village and an oxbow lake in the training strip, so that its labels hold every class
+    # (the river and the towns beside it may all lie east of it).
+    x0, _ = grid.xy(TRAIN_STRIP[0] + 0.05, 0.0)
+    x1, _ = grid.xy(TRAIN_STRIP[1] - 0.05, 0.0)
+    village = easy._blob(rng, rng.uniform(x0, x1), grid.xy(0, rng.uniform(0.1, 0.4))[1], rng.uniform(6e4, 1.2e5), 0.2)
+    lake = easy._blob(rng, rng.uniform(x0, x1), grid.xy(0, rng.uniform(0.6, 0.9))[1], rng.uniform(8e4, 1.5e5), 0.3)
+    obstacles = shapely.union_all([river, lake, village, *towns, *roads])
     plots = _coca_plots(rng, grid, parcels, obstacles, n_coca)
     # A few forest patches are cut during the period too, away from any clearing.
     for _ in range(max(2, round(25 * scale))):
@@ -277,8 +283,8 @@ def _objects(rng: np.random.Generator, grid: Grid, n_coca: int) -> tuple[list[La
         parcels.append(("slash", easy._blob(rng, x, y, math.exp(rng.uniform(math.log(5e3), math.log(4e4))), 0.3)))
     coca_kinds = ("coca", "coca_planted", "coca_pruned", "coca_abandoned")
     ordered: list[tuple[str, BaseGeometry]] = (
-        [("water", river)]
-        + [("settlement", t) for t in towns]
+        [("water", river), ("water", lake)]
+        + [("settlement", t) for t in [village, *towns]]
         + [("bare_soil", r) for r in roads]
         + [(str(rng.choice(coca_kinds, p=[0.62, 0.14, 0.12, 0.12])), p) for p in plots]
         + [("slash_burn" if c == "slash" else _parcel_kind(rng, _east(grid, g)), g) for c, g in parcels]
