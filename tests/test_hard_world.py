@@ -14,7 +14,7 @@ from pyproj import Transformer
 from shapely.geometry import shape
 
 from estimator.bands import SCL
-from estimator.demo.hard import LABEL_ERROR_SHARE, TRAIN_STRIP
+from estimator.demo.hard import FINE, KINDS, LABEL_ERROR_SHARE, TRAIN_STRIP, _mixture, _state
 from estimator.demo.hard_sky import _false_detections, _missed
 from estimator.demo.landscape import CLASS_CODE, pixel_area_m2
 from estimator.demo.world import (
@@ -165,6 +165,46 @@ def test_truth_per_date(hard_world: World) -> None:
     for f in abandoned:
         event = dt.date.fromisoformat(f["properties"]["event"])
         assert event <= dt.date.fromisoformat(HARD_SMALL.end)
+
+
+def test_mixture_keeps_the_three_largest_objects_per_pixel() -> None:
+    fine = np.zeros((2 * FINE, 2 * FINE), dtype=np.int32)
+    fine[:FINE, :FINE] = 5  # pixel (0, 0): one object
+    fine[:FINE, FINE:] = 1
+    fine[:1, FINE:] = 2  # pixel (0, 1): 12/16 of object 1, 4/16 of object 2
+    block = np.arange(4, dtype=np.int32).repeat(4).reshape(FINE, FINE) + 10
+    fine[FINE:, :FINE] = block  # pixel (1, 0): four objects of 4/16 each
+    fine[FINE:, FINE:] = 7
+    ids, weights = _mixture(fine, 2)
+    assert ids.shape == weights.shape == (3, 2, 2)
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+    assert ids[0, 0, 0] == 5 and weights[0, 0, 0] == 1.0
+    assert (ids[0, 0, 1], ids[1, 0, 1]) == (1, 2)
+    np.testing.assert_allclose(weights[:, 0, 1], [0.75, 0.25, 0.0])
+    np.testing.assert_allclose(weights[:, 1, 0], [0.5, 0.25, 0.25])  # the fourth sliver goes to the largest
+    assert set(ids[:, 1, 0]) <= {10, 11, 12, 13}
+
+
+def test_class_timelines_of_planted_abandoned_and_burned_objects() -> None:
+    kinds = ["coca_planted", "coca_abandoned", "slash_burn", "coca_pruned"]
+    n = len(kinds)
+    event = 8000.0  # days since 2000-01-01
+    p = {
+        "kind": np.array([KINDS.index(k) for k in kinds], dtype=np.int16),
+        "event": np.full(n, event), "after_fallow": np.array([0, 0, 1, 0], dtype=np.int8),
+        "period": np.full(n, 90.0), "phase": np.zeros(n), "cover_min": np.full(n, 0.3), "cover_max": np.full(n, 0.8),
+        "cover": np.full(n, 0.96), "age": np.ones(n), "season_amp": np.full(n, 0.05), "burn_doy": np.full(n, 230.0),
+        "shade": np.zeros(n), "east": np.zeros(n), "brightness": np.ones(n), "start": np.full(n, event - 300),
+    }  # fmt: skip
+    code = {c: CLASS_CODE[c] for c in ("coca", "forest", "bare_soil", "regrowth")}
+    before, burning, after = (_state(p, event + d)[3] for d in (-100.0, -20.0, 10.0))
+    assert list(before) == [code["forest"], code["coca"], code["forest"], code["coca"]]
+    assert list(burning) == [code["bare_soil"], code["coca"], code["forest"], code["coca"]]
+    assert list(after) == [code["coca"], code["regrowth"], code["bare_soil"], code["coca"]]
+    assert _state(p, event + 60.0)[3][2] == code["regrowth"]  # fallow after the burn
+    cover_pruned = [_state(p, event + d)[0][3] for d in (-1.0, 1.0, 120.0)]
+    assert cover_pruned[1] < 0.15 < cover_pruned[2]  # zoca: cut to stumps, then back
+    assert _state(p, event - 40.0)[2][0] > 0.8  # the planted plot is burned 45 days before: charred
 
 
 # --------------------------------------------------------------------------- labels and sky
