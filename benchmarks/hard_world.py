@@ -78,6 +78,33 @@ def map_f1_in_regions(demo: Path, target: str = "coca") -> dict[str, float]:
     return {"f1": f1, "precision": precision, "recall": recall}
 
 
+def commission_by_kind(demo: Path, target: str = "coca") -> dict[str, tuple[int, int]]:
+    """(pixels, pixels mapped as ``target``) per object kind of the world's truth, over the
+    job's observed area: where the map's coca comes from."""
+    from rasterio.features import rasterize
+    from shapely.geometry import shape
+
+    from estimator.demo.landscape import from_lonlat
+
+    run = open_run(demo / "run")
+    world = load_world(demo / "world")
+    with rasterio.open(run.class_map) as src:
+        mapped = src.read(1)
+        transform = src.transform
+        epsg = src.crs.to_epsg()
+    objects = json.loads(world.truth_objects_path.read_text())["features"]
+    kinds = sorted({f["properties"]["kind"] for f in objects})
+    raster = rasterize(
+        [(from_lonlat(shape(f["geometry"]), epsg), kinds.index(f["properties"]["kind"]) + 1) for f in objects],
+        out_shape=mapped.shape, transform=transform,
+    )  # fmt: skip
+    hit = mapped == run.classes.index(target) + 1
+    inside = mapped > 0
+    return {
+        k: (int((inside & (raster == i + 1)).sum()), int((hit & (raster == i + 1)).sum())) for i, k in enumerate(kinds)
+    }
+
+
 def assess_both(demo: Path, sample_path: Path, truth: dict[str, float], scratch: Path) -> list[dict[str, Any]]:
     """Coca records of both variance options for one labelled sample, with coverage."""
     rows = []
@@ -95,7 +122,9 @@ def assess_both(demo: Path, sample_path: Path, truth: dict[str, float], scratch:
     return rows
 
 
-def bench_seed(seed: int, out: Path, extra_samples: int, size: int | None, dates: int | None) -> dict[str, Any]:
+def bench_seed(
+    seed: int, out: Path, extra_samples: int, size: int | None, dates: int | None, *, by_kind: bool = False
+) -> dict[str, Any]:
     demo = out / f"seed-{seed}"
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -127,6 +156,7 @@ def bench_seed(seed: int, out: Path, extra_samples: int, size: int | None, dates
         "f1_spatial_cv": card["metrics"]["per_class"]["coca"]["f1"],
         "f1_plot_cv": (card.get("metrics_plot_cv") or {}).get("per_class", {}).get("coca", {}).get("f1"),
         "map_in_regions": map_f1_in_regions(demo),
+        "by_kind": commission_by_kind(demo) if by_kind else None,
         "assessed": assessed,
     }
 
@@ -162,6 +192,20 @@ def report(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {res['seed']} | {res['f1_spatial_cv']:.3f} | {plot} | {m['f1']:.3f} ({m['precision']:.3f} / {m['recall']:.3f}) | {res['seconds']:.0f} |"
         )
+    kinds = [res for res in results if res.get("by_kind")]
+    if kinds:
+        names = sorted({k for res in kinds for k in res["by_kind"]})
+        lines += [
+            "",
+            "| kind (truth object) | " + " | ".join(f"seed {r['seed']}: share mapped as coca" for r in kinds) + " |",
+        ]
+        lines.append("|---|" + "---|" * len(kinds))
+        for k in names:
+            cells = []
+            for res in kinds:
+                n, hit = res["by_kind"].get(k, (0, 0))
+                cells.append(f"{hit / n:.2f} of {n} px" if n else "-")
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines.append("")
     big = [(res, rid) for res in results for rid, true in res["truth_ha"].items() if true >= MIN_TRUE_HA]
     errors = [abs(res["mapped_ha"][rid] - res["truth_ha"][rid]) / res["truth_ha"][rid] for res, rid in big]
@@ -205,6 +249,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, help="world size in pixels (default: the hard preset's, 1024)")
     ap.add_argument("--dates", type=int, help="acquisition dates (default: the hard preset's, 30)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
+    ap.add_argument(
+        "--by-kind", action="store_true",
+        help="also tabulate which kinds of ground the map calls coca (for development seeds: it invites tuning)",
+    )  # fmt: skip
     args = ap.parse_args()
     dev = sorted(set(args.seeds) & set(DEV_SEEDS))
     if dev:
@@ -212,7 +260,7 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         print(f"seed {seed} ...", file=sys.stderr, flush=True)
-        results.append(bench_seed(seed, args.out, args.extra_samples, args.size, args.dates))
+        results.append(bench_seed(seed, args.out, args.extra_samples, args.size, args.dates, by_kind=args.by_kind))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
     print(report(results))
