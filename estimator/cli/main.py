@@ -64,6 +64,7 @@ EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
   python -m estimator demo --out /tmp/demo --seed 7
   python -m estimator demo --size 512 --dates 12   # a smaller, faster world
+  python -m estimator demo --preset hard --seed 1 --out /tmp/hard   # where coca is hard to see
 
 Everything the demo prints and writes is SYNTHETIC: it comes from a generated world.
 """
@@ -163,7 +164,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from estimator.demo.runner import run_demo
 
-    run_demo(args.out.resolve(), seed=args.seed, size_px=args.size, n_dates=args.dates, progress=not args.quiet)
+    run_demo(
+        args.out.resolve(), seed=args.seed, size_px=args.size, n_dates=args.dates, preset=args.preset, progress=not args.quiet
+    )
     return 0
 
 
@@ -251,8 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", type=Path, default=Path("demo"), help="directory for world, model, job and run (default ./demo)")
     d.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
-    d.add_argument("--size", type=int, default=1024, help="world size in 10 m pixels (default 1024)")
-    d.add_argument("--dates", type=int, default=18, help="number of acquisition dates (default 18)")
+    d.add_argument("--size", type=int, help="world size in 10 m pixels (default 1024)")
+    d.add_argument("--dates", type=int, help="number of acquisition dates (default: easy 18, hard 30)")
+    d.add_argument(
+        "--preset", choices=["easy", "hard"], default="easy",
+        help="easy: the fast, nearly error-free world (default); hard: small plots, dynamic confusers, "
+        "mixed pixels, a sky the SCL gets partly wrong, shifted and noisy labels (docs/hard_world.md)",
+    )
     return parser
 
 
