@@ -153,9 +153,9 @@ def _cmd_interpret(args: argparse.Namespace) -> int:
         stac_url=args.stac_url, progress=not args.quiet,
     )
     server = make_server(app, args.port)
-    host, port = server.server_address[:2]
+    port = server.server_address[1]
     role = "reviewer" if app.slot is None else app.slot
-    print(f"interpreting {args.sample} as {name} ({role}); open http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    print(f"interpreting {args.sample} as {name} ({role}); open http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
     if app.synthetic:
         print("SYNTHETIC demo run: the images come from a generated world", flush=True)
     try:
