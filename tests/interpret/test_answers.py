@@ -84,3 +84,13 @@ def test_not_a_sample(tmp_path):
         AnswerStore(tmp_path / "x.geojson")
     with pytest.raises(SampleFileError, match="not found"):
         AnswerStore(tmp_path / "missing.geojson")
+
+
+def test_cli_bad_sample_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "estimator", "interpret", str(tmp_path / "none.geojson"), "--run", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: sample file not found: {tmp_path / 'none.geojson'}; draw one with `estimator sample`"]
