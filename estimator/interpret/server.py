@@ -75,9 +75,16 @@ class InterpretApp:
     blind: bool = True
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     probability: dict[str, float | None] = field(default_factory=dict)
+    pixels: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """sample_id -> (position, row, col); fixed when the sample was drawn, so read once."""
+    _order: list[tuple[int, int, int]] = field(default_factory=list)
     _prefetch: queue.Queue[tuple[int, int]] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
+        feats = self.store.read()["features"]
+        self.pixels = {f["properties"]["sample_id"]: (i, int(f["properties"]["row"]), int(f["properties"]["col"]))
+                       for i, f in enumerate(feats)}
+        self._order = list(self.pixels.values())
         threading.Thread(target=self._prefetcher, name="interpret-prefetch", daemon=True).start()
 
     def _prefetcher(self) -> None:
@@ -129,18 +136,16 @@ class InterpretApp:
         }
 
     def _pixel(self, sample_id: str) -> tuple[int, int, int]:
-        for i, f in enumerate(self.store.read()["features"]):
-            p = f["properties"]
-            if p["sample_id"] == sample_id:
-                return i, int(p["row"]), int(p["col"])
-        raise InterpretError(f"no unit {sample_id!r}")
+        try:
+            return self.pixels[sample_id]
+        except KeyError:
+            raise InterpretError(f"no unit {sample_id!r}") from None
 
     def unit(self, sample_id: str) -> dict[str, Any]:
         i, row, col = self._pixel(sample_id)
         img = self.scenes.unit(row, col)
-        feats = self.store.read()["features"]
-        for f in feats[i + 1 : i + 1 + _PREFETCH]:
-            self._prefetch.put((int(f["properties"]["row"]), int(f["properties"]["col"])))
+        for _, r, c in self._order[i + 1 : i + 1 + _PREFETCH]:
+            self._prefetch.put((r, c))
         return {"id": sample_id, **img.meta(float(self.run.grid.resolution.x))}
 
     def chip(self, sample_id: str, t: int, name: str) -> bytes:

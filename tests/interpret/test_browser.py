@@ -42,9 +42,12 @@ def _chromium() -> str:
 class Server:
     """``python -m estimator interpret`` in its own process, on a free port."""
 
+    started: list[subprocess.Popen[str]] = []
+
     def __init__(self, sample: Path, run: Path, *args: str) -> None:
         cmd = [sys.executable, "-m", "estimator", "interpret", str(sample), "--run", str(run), "--port", "0", "--quiet", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        Server.started.append(self.proc)
         lines = []
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -128,7 +131,18 @@ def _check_accessibility(page) -> None:
     assert seen == expected[1:], (seen, expected)
 
 
-def test_two_interpreters_label_resume_and_review(run_copy, tmp_path):
+@pytest.fixture
+def servers():
+    """Kills every server the test started, also when it fails midway."""
+    yield Server
+    for p in Server.started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    Server.started.clear()
+
+
+def test_two_interpreters_label_resume_and_review(run_copy, tmp_path, servers):
     run = open_run(run_copy)
     sample = tmp_path / "sample.geojson"
     write_json(sample, draw_sample(run, n=16, min_per_stratum=2, by_region=False, seed=5))

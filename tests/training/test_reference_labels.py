@@ -5,21 +5,26 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
+from estimator.config import load_train
 from estimator.demo.oracle import label_with_truth
+from estimator.demo.runner import demo_train
 from estimator.errors import LabelFileError, ReferenceSampleError
 from estimator.location import write_json
 from estimator.run.rundir import open_run
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
+from training.evaluate import refuse_reference_overlap
 from training.extract import reference_units
+from training.fit import train
 from training.labels import read_label_file
 from training.store import LabelStore
 
 pytestmark = pytest.mark.integration
 
 
-def test_reference_sample_becomes_a_marked_batch_and_assess_refuses_it(run_copy, small_world, tmp_path):
+def test_reference_sample_becomes_a_marked_batch_and_assess_refuses_it(run_copy, small_world, served_world, tmp_path):
     run = open_run(run_copy)
     sample = label_with_truth(draw_sample(run, n=300, min_per_stratum=5, seed=2), small_world, seed=2)
     sample["sampling"]["imagery"] = {"last": "2022-08-29"}
@@ -54,11 +59,25 @@ def test_reference_sample_becomes_a_marked_batch_and_assess_refuses_it(run_copy,
     with pytest.raises(LabelFileError, match="already in the store"):
         store.read(path)
 
+    # a model trained on the reference batch (beside ordinary plots) lists its units in the card
+    cfg_dict = demo_train(small_world, served_world.stac_url, tile_size=256)
+    cfg_dict["fit"].update({"n_estimators": 10, "max_depth": 8, "cascade_trees": 0})
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg_dict))
+    store.add(store.read(small_world.labels_path, where={"batch": "1"}, observed=small_world.spec.start, source="demo"))
+    model = train(load_train(tmp_path / "train.yaml"), store.load(), tmp_path / "model", progress=False)
+    assert model.card["reference_units"] == units
+    assert model.card["labels"]["batches"][0]["reference_sample"]["file"] == str(path)
+    # ... so it is never evaluated on them
+    with pytest.raises(LabelFileError, match=r"reference-sample units model .* was trained on"):
+        refuse_reference_overlap(store.load([batch_id]), model)
+    refuse_reference_overlap(store.load(["2"]), model)  # ordinary plots: only warned about, as before
+
     # the sample assesses the run whose model never saw it ...
     assess_run(run_copy, path)
-    # ... but not a run of a model trained on it (its manifest carries the card's reference units)
+    # ... but not a run of the model trained on it (a run copies the card's reference units
+    # into its manifest, estimator/run/manifest.py)
     manifest = json.loads((run_copy / "manifest.json").read_text())
-    manifest["model"]["reference_units"] = units
+    manifest["model"]["reference_units"] = model.card["reference_units"]
     write_json(run_copy / "manifest.json", manifest)
     with pytest.raises(ReferenceSampleError, match=rf"{len(feats)} unit\(s\) of .* lie on pixels model .* was trained on"):
         assess_run(run_copy, path)
