@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -42,7 +43,7 @@ def _chromium() -> str:
 class Server:
     """``python -m estimator interpret`` in its own process, on a free port."""
 
-    started: list[subprocess.Popen[str]] = []
+    started: ClassVar[list[subprocess.Popen[str]]] = []
 
     def __init__(self, sample: Path, run: Path, *args: str) -> None:
         cmd = [sys.executable, "-m", "estimator", "interpret", str(sample), "--run", str(run), "--port", "0", "--quiet", *args]
