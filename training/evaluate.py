@@ -50,7 +50,7 @@ def refuse_reference_overlap(labels: LabelSet, model: Model) -> None:
     ids = {str(u[0]) for u in units}
     tree = shapely.STRtree(shapely.points([(float(u[1]), float(u[2])) for u in units]))
     hits = [pid for pid, g in zip(labels.plot_ids, labels.geometries, strict=True)
-            if pid in ids or len(tree.query(g.buffer(_NEAR_DEG)))]
+            if pid in ids or len(tree.query(g.buffer(_NEAR_DEG), predicate="intersects"))]
     if hits:
         raise LabelFileError(
             f"{labels.path}: {len(hits)} plot(s) (e.g. {hits[0]}) lie on reference-sample units model {model.model_id} "

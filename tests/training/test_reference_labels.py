@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import shapely
 import yaml
 
 from estimator.config import load_train
@@ -16,7 +17,7 @@ from estimator.run.rundir import open_run
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
 from training.evaluate import refuse_reference_overlap
-from training.extract import reference_units
+from training.extract import LabelSet, reference_units
 from training.fit import train
 from training.labels import read_label_file
 from training.store import LabelStore
@@ -70,7 +71,15 @@ def test_reference_sample_becomes_a_marked_batch_and_assess_refuses_it(run_copy,
     # ... so it is never evaluated on them
     with pytest.raises(LabelFileError, match=r"reference-sample units model .* was trained on"):
         refuse_reference_overlap(store.load([batch_id]), model)
-    refuse_reference_overlap(store.load(["2"]), model)  # ordinary plots: only warned about, as before
+    # ordinary plots are refused where they cover a reference unit's pixel, and only there
+    plain = store.load(["2"])
+    pts = shapely.points([(u[1], u[2]) for u in units[0]["units"]])
+    keep = [i for i, g in enumerate(plain.geometries) if not shapely.intersects(g.buffer(5e-5), pts).any()]
+    assert 0 < len(keep) < len(plain.plot_ids)
+    with pytest.raises(LabelFileError, match="lie on reference-sample units"):
+        refuse_reference_overlap(plain, model)
+    refuse_reference_overlap(LabelSet(*(tuple(getattr(plain, a)[i] for i in keep) for a in ("plot_ids", "classes", "geometries")),
+                                      plain.path, "subset"), model)
 
     # the sample assesses the run whose model never saw it ...
     assess_run(run_copy, path)
