@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("estimator.report",),
     ("estimator.run",),
     ("estimator.stats",),
+    ("estimator.interpret",),
     ("estimator.claims",),
     ("training",),
     ("estimator.demo",),

@@ -18,18 +18,49 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from estimator.config import TrainConfig
-from estimator.errors import ConfigError
+from estimator.errors import ConfigError, LabelFileError
 from estimator.location import atomic_path, write_json, write_text
 from estimator.report.figures import pyplot, stamp_synthetic, to_png
 from estimator.stages.classify import make_predictor
 from estimator.stages.model import Model
 from training.extract import LabelSet, Samples, extract_samples
 
-__all__ = ["compare_models", "evaluate_model", "format_comparison", "heldout_samples", "overlap", "score", "write_evaluation"]
+__all__ = [
+    "compare_models", "evaluate_model", "format_comparison", "heldout_samples", "overlap", "refuse_reference_overlap", "score",
+    "write_evaluation",
+]
+
+#: A held-out plot within this distance (degrees, about 5 m) of a trained reference unit's
+#: pixel centre covers that pixel.
+_NEAR_DEG = 5e-5
+
+
+def refuse_reference_overlap(labels: LabelSet, model: Model) -> None:
+    """Raise when held-out ``labels`` cover reference-sample units the model was trained on
+    (``card["reference_units"]``): its errors there are training errors, never an assessment.
+
+    Ordinary training plots that reappear only make the metrics optimistic and are warned
+    about (:func:`overlap`); reference units were marked to be kept out, so they are refused.
+    """
+    import shapely
+
+    units = [u for r in model.card.get("reference_units") or [] for u in r.get("units") or []]
+    if not units:
+        return
+    ids = {str(u[0]) for u in units}
+    tree = shapely.STRtree(shapely.points([(float(u[1]), float(u[2])) for u in units]))
+    hits = [pid for pid, g in zip(labels.plot_ids, labels.geometries, strict=True)
+            if pid in ids or len(tree.query(g.buffer(_NEAR_DEG), predicate="intersects"))]
+    if hits:
+        raise LabelFileError(
+            f"{labels.path}: {len(hits)} plot(s) (e.g. {hits[0]}) lie on reference-sample units model {model.model_id} "
+            "was trained on (card: reference_units); evaluate it on other labels"
+        )
 
 
 def heldout_samples(labels: LabelSet, model: Model, cfg: TrainConfig | None = None, *, progress: bool = True) -> Samples:
     """Features of the held-out labels, computed with ``cfg`` or the model's own training config."""
+    refuse_reference_overlap(labels, model)
     if cfg is None:
         raw = model.card.get("train_config")
         if raw is None:
@@ -69,6 +100,7 @@ def score(model: Model, samples: Samples) -> dict[str, Any]:
 
 
 def _overlap_warning(labels: LabelSet, model: Model) -> list[str]:
+    refuse_reference_overlap(labels, model)
     both = overlap(labels, model)
     if both:
         warnings.warn(

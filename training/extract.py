@@ -46,7 +46,7 @@ from estimator.stages.search import SearchResult, search_items
 
 __all__ = [
     "EXTRACT_VERSION", "BatchRef", "Extraction", "LabelSet", "Samples", "cache_key", "extract_cached",
-    "extract_samples", "labels_card", "read_labels",
+    "extract_samples", "labels_card", "read_labels", "reference_units",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,14 @@ class BatchRef:
     """sha256 of the batch's normalised plots."""
     n_plots: int
     classes: dict[str, int] = field(default_factory=dict)
+    reference_sample: dict[str, object] | None = None
+    """Provenance when the batch is a labelled reference sample."""
 
     def card(self) -> dict[str, object]:
-        return {"id": self.id, "sha256": self.sha256, "n_plots": self.n_plots, "classes": dict(self.classes)}
+        out: dict[str, object] = {"id": self.id, "sha256": self.sha256, "n_plots": self.n_plots, "classes": dict(self.classes)}
+        if self.reference_sample is not None:
+            out["reference_sample"] = dict(self.reference_sample)
+        return out
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,20 @@ def labels_card(labels: LabelSet, extraction: Extraction | None = None) -> dict[
     if extraction is not None:
         card["extraction"] = {"extracted": list(extraction.extracted), "cached": list(extraction.cached)}
     return card
+
+
+def reference_units(labels: LabelSet) -> list[dict[str, object]]:
+    """``card["reference_units"]``: per reference-sample batch, each unit's plot id and
+    lon/lat, so that the model is never assessed on them (``estimator.stats.reference``)."""
+    out: list[dict[str, object]] = []
+    for b in labels.batches:
+        if not b.reference_sample:
+            continue
+        units = [[pid, round(g.centroid.x, 7), round(g.centroid.y, 7)]
+                 for pid, g, bid in zip(labels.plot_ids, labels.geometries, labels.batch_ids, strict=True) if bid == b.id]
+        out.append({"batch": b.id, "source_file": b.reference_sample.get("file"), "sample_key": b.reference_sample.get("sample_key"),
+                    "class_map_sha256": b.reference_sample.get("class_map_sha256"), "units": units})
+    return out
 
 
 def class_counts(values: Sequence[str] | np.ndarray) -> dict[str, int]:

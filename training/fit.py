@@ -41,7 +41,15 @@ from estimator.stages.classify import CASCADE_MIN_RECALL, ProbabilityPassthrough
 from estimator.stages.features import FEATURE_NAMES
 from estimator.stages.model import CARD_SCHEMA, Model, file_sha256, forest_of, load_model
 from estimator.warnings import MissingClassInFoldWarning
-from training.extract import LabelSet, Samples, class_counts, extract_cached, extract_samples, labels_card
+from training.extract import (
+    LabelSet,
+    Samples,
+    class_counts,
+    extract_cached,
+    extract_samples,
+    labels_card,
+    reference_units,
+)
 
 __all__ = [
     "calibration_report",
@@ -367,6 +375,9 @@ def train(
         "training_data_sha256": samples.sha256(),
         "training_plots": sorted({str(g) for g in samples.groups}),
         "labels": labels_card(labels, extraction),
+        # Reference-sample units trained on: runs of this model copy them into their
+        # manifest, and `estimator assess` refuses a sample that falls on them.
+        "reference_units": reference_units(labels),
         "samples": {
             "pixels_per_class": counts,
             "unobserved_label_pixels": samples.n_unobserved,

@@ -20,6 +20,14 @@ Choices, so a field team knows what happens to its file:
   and every count is reported.
 - Known classes are ``DEFAULT_CLASSES`` plus those already in the store; a new class must be
   accepted explicitly (``new_classes``, ``--new-class``) so a typo never becomes a class.
+- A labelled reference sample (the file ``estimator sample`` wrote, with its ``sampling``
+  member) is a batch too: each unit becomes a point plot whose class is the label ``assess``
+  uses (consensus, else the interpreters' common label); a unit without one is rejected
+  (``no_reference_label``). Its plot id is ``<sample_id>@<sample key>``, it keeps its
+  ``sample_unit`` id, ``observed`` defaults to the last date of the imagery it was
+  interpreted from (``sampling.imagery``), and the batch records the sample's provenance
+  (``LabelBatch.reference_sample``) so that a model trained on it is never assessed on it
+  (:mod:`estimator.stats.reference`).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from shapely.geometry.base import BaseGeometry
 
 from estimator.config import PeriodConfig
 from estimator.errors import LabelFileError
+from estimator.stats.reference import reference_label, sample_key
 from training.extract import LabelSet
 
 __all__ = [
@@ -66,7 +75,7 @@ DUPLICATE_IOU = 0.9
 #: Why a feature can be rejected (the keys of the rejected counts).
 REASONS: tuple[str, ...] = (
     "invalid_geometry", "empty_geometry", "unsupported_geometry", "missing_field", "unknown_class",
-    "bad_date", "date_outside_period", "duplicate_plot_id", "duplicate_geometry",
+    "bad_date", "date_outside_period", "duplicate_plot_id", "duplicate_geometry", "no_reference_label",
 )
 _AREAL = ("Polygon", "MultiPolygon")
 _POINTS = ("Point", "MultiPoint")
@@ -86,11 +95,15 @@ class Plot:
     source: str
     """Who delivered it (field campaign, agency, interpretation project)."""
     interpreter: str | None = None
+    sample_unit: str | None = None
+    """``sample_id`` of the reference-sample unit this plot is (None for ordinary plots)."""
 
     def feature(self) -> dict[str, Any]:
         """The plot as a GeoJSON Feature (the normalised form that is hashed and stored)."""
         props = {"plot_id": self.plot_id, "class": self.class_name, "observed": self.observed.isoformat(),
                  "source": self.source, "interpreter": self.interpreter}
+        if self.sample_unit is not None:
+            props["sample_unit"] = self.sample_unit
         return {"type": "Feature", "properties": props, "geometry": mapping(self.geometry)}
 
 
@@ -126,6 +139,9 @@ class LabelBatch:
     """Features in the file (after any ``where`` selection)."""
     n_not_selected: int = 0
     """Features left out by the ``where`` selection (not read, not rejected)."""
+    reference_sample: dict[str, Any] | None = None
+    """Provenance of a labelled reference sample (key, class map, design, run, interpreters);
+    None for ordinary plots."""
 
     @property
     def sha256(self) -> str:
@@ -204,6 +220,37 @@ def _geojson_records(path: Path) -> list[_Record]:
     return out
 
 
+def _reference_records(data: dict[str, Any], path: Path, source: str | None) -> tuple[list[_Record], dict[str, Any]]:
+    """Records of a labelled reference sample's units, and the sample's provenance."""
+    sampling = data["sampling"]
+    key = sample_key(sampling)
+    imagery = sampling.get("imagery") or {}
+    names = sampling.get("interpreters") or {}
+    out: list[_Record] = []
+    for i, feat in enumerate(data["features"]):
+        p = (feat or {}).get("properties") or {}
+        sid = str(p.get("sample_id", f"unit-{i}"))
+        info = p.get("interpretation") or {}
+        who = sorted({str(v.get("name")) for v in info.values() if isinstance(v, dict) and v.get("name")} or set(names.values()))
+        props = {
+            "class": reference_label(p), "plot_id": f"{sid}@{key[:12]}", "sample_unit": sid,
+            "observed": p.get("observed") or imagery.get("last"),
+            "source": source or f"reference sample {path.name}", "interpreter": "+".join(who) or None,
+        }
+        try:
+            g: BaseGeometry | None = shape(feat["geometry"])
+            why = ""
+        except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as e:
+            g, why = None, f"unreadable geometry ({type(e).__name__}: {e})"
+        out.append((i, props, g, why))
+    provenance = {
+        "sample_key": key, "file": str(path), "class_map_sha256": sampling.get("class_map_sha256"),
+        "design": sampling.get("design"), "seed": sampling.get("seed"), "run": sampling.get("run"),
+        "n_units": len(out), "interpreters": names, "imagery": imagery or None,
+    }
+    return out, provenance
+
+
 def _gpkg_records(path: Path, layer: str | None) -> list[_Record]:
     import pyogrio
     import pyogrio.raw
@@ -270,8 +317,9 @@ class _Checker:
 
     def __init__(self, path: Path, class_field: str, known: Collection[str], period: PeriodConfig | None,
                  existing: LabelSet | None, observed: dt.date | None, source: str | None,
-                 records: Sequence[_Record]) -> None:
+                 records: Sequence[_Record], reference: bool = False) -> None:
         self.path, self.class_field, self.known, self.period = path, class_field, known, period
+        self.reference = reference
         self.observed, self.source, self.records = observed, source, records
         self.ids: dict[str, str] = {}
         self.geoms: list[tuple[str, BaseGeometry]] = []
@@ -298,6 +346,8 @@ class _Checker:
             return "unsupported_geometry", f"{g.geom_type} geometry; labels are polygons or points"
         if not g.is_valid:
             return "invalid_geometry", f"invalid geometry: {shapely.is_valid_reason(g)}; fix it in your GIS (nothing is repaired automatically)"
+        if self.reference and _text(props.get(self.class_field)) is None:
+            return "no_reference_label", "no reference label: no interpreter answered, or they disagree without a consensus"
         x0, y0, x1, y1 = g.bounds
         if max(abs(x0), abs(x1)) > 180 or max(abs(y0), abs(y1)) > 90:
             return "invalid_geometry", "coordinates outside lon/lat range (projected coordinates without a declared CRS?)"
@@ -331,7 +381,8 @@ class _Checker:
                 return "duplicate_geometry", f"same plot as {prior} (equal geometry or IoU > {DUPLICATE_IOU})"
         self.ids[pid] = f"feature {i}"
         self.accepted[pos] = pid
-        return Plot(pid, cls, g, observed, source, _text(props.get("interpreter")))
+        unit = _text(props.get("sample_unit")) if self.reference else None
+        return Plot(pid, cls, g, observed, source, _text(props.get("interpreter")), unit)
 
 
 def read_label_file(
@@ -383,10 +434,15 @@ def read_label_file(
     path = Path(path)
     if not path.is_file():
         raise LabelFileError(f"labels file not found: {path}")
+    reference: dict[str, Any] | None = None
     if path.suffix.lower() == ".gpkg":
         records = _gpkg_records(path, layer)
     elif path.suffix.lower() in (".geojson", ".json"):
         records = _geojson_records(path)
+        head = json.loads(path.read_bytes())
+        if isinstance(head.get("sampling"), dict):  # a labelled reference sample
+            records, reference = _reference_records(head, path, source)
+            class_field = "class"
     else:
         raise LabelFileError(f"{path}: unsupported label format {path.suffix!r}; use GeoJSON (.geojson) or GeoPackage (.gpkg)")
     n_all = len(records)
@@ -400,7 +456,7 @@ def read_label_file(
     known = set(classes if classes is not None else DEFAULT_CLASSES) | set(new_classes)
     if classes is None and existing is not None:
         known |= set(existing.classes)
-    checker = _Checker(path, class_field, known, period, existing, observed, source, records)
+    checker = _Checker(path, class_field, known, period, existing, observed, source, records, reference is not None)
     plots: list[Plot] = []
     rejected: list[Rejected] = []
     for pos, (i, props, g, _) in enumerate(records):
@@ -413,7 +469,7 @@ def read_label_file(
                 "geometry": None if g is None else mapping(g)}
         rejected.append(Rejected(i, _text(props.get("plot_id")), reason, message, json.loads(json.dumps(feat, default=str))))
     batch = LabelBatch(path, hashlib.sha256(path.read_bytes()).hexdigest(), tuple(sorted(plots, key=lambda p: p.plot_id)),
-                       tuple(rejected), len(records), n_all - len(records))
+                       tuple(rejected), len(records), n_all - len(records), reference)
     c = batch.counts()
     if rejected and not skip_invalid:
         r = rejected[0]

@@ -17,11 +17,14 @@ EPILOG_ADD = """examples:
   python -m training labels add campaign.gpkg --store labels/ --observed 2024-06-15 --source "DEVIDA field team"
   python -m training labels add new.geojson --store labels/ --new-class cacao --skip-invalid
   python -m training labels add world/labels.geojson --store labels/ --where batch=1 --observed 2024-03-01
+  python -m training labels add sample.geojson --store labels/ --skip-invalid   # a labelled reference sample
 
 Each feature needs a class, plot_id, observed (ISO date) and source (observed/source may be
 given once for the file); interpreter is optional. Any invalid feature fails the whole file,
 with its reason, unless --skip-invalid: then the rejected features are written to
-rejected.geojson beside the batch and counted.
+rejected.geojson beside the batch and counted. A labelled reference sample (written by
+`estimator sample`) adds its labelled units as points, marked so that a model trained on
+them is never assessed on them (see docs/training.md).
 """
 
 

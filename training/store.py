@@ -57,9 +57,11 @@ class BatchRecord:
     """read / accepted / rejected by reason / classes / without interpreter."""
     rejected_file: str | None = None
     """Relative path of rejected.geojson, when features were rejected."""
+    reference_sample: dict[str, Any] | None = None
+    """Provenance of a labelled reference sample batch (see ``training.labels``)."""
 
     def ref(self) -> BatchRef:
-        return BatchRef(self.id, self.sha256, self.n_plots, dict(self.classes))
+        return BatchRef(self.id, self.sha256, self.n_plots, dict(self.classes), self.reference_sample)
 
 
 class LabelStore:
@@ -148,7 +150,7 @@ class LabelStore:
         else:
             (d / "rejected.geojson").unlink(missing_ok=True)
         record = BatchRecord(batch_id, sha, len(batch.plots), batch.class_counts(), added, str(batch.path),
-                             batch.file_sha256, batch.counts(), rejected_file)
+                             batch.file_sha256, batch.counts(), rejected_file, batch.reference_sample)
         manifest["batches"].append(record.__dict__)
         write_json(self.root / _MANIFEST, manifest)
         return batch_id
@@ -182,4 +184,4 @@ class LabelStore:
 def _plot(feature: dict[str, Any]) -> Plot:
     p = feature["properties"]
     return Plot(str(p["plot_id"]), str(p["class"]), shape(feature["geometry"]), dt.date.fromisoformat(p["observed"]), str(p["source"]),
-                p.get("interpreter"))
+                p.get("interpreter"), p.get("sample_unit"))

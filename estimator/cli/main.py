@@ -1,4 +1,4 @@
-"""Command line: ``python -m estimator {run,plan,sample,assess,compare,regions,demo}`` (also the ``estimator`` console script).
+"""Command line: ``python -m estimator {run,plan,sample,interpret,assess,compare,regions,demo}`` (also the ``estimator`` console script).
 
 Each command's parser and the function that runs it; logging, one-line errors and the common
 options come from :mod:`estimator.console`.
@@ -32,6 +32,18 @@ regions overlap (a district inside a province), strata are map class x cell of t
 and each region is estimated from its cells. '--strata class' uses map classes only
 (estimates per region by Stehman's domain estimator).
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
+"""
+EPILOG_INTERPRET = """examples:
+  python -m estimator interpret sample.geojson --run runs/vraem --interpreter ana
+  python -m estimator interpret sample.geojson --run runs/vraem --interpreter luis --port 8766
+  python -m estimator interpret sample.geojson --run runs/vraem --interpreter lead --review
+  python -m estimator interpret sample.geojson --run runs/vraem --interpreter ana --show-map --port 0
+
+Open the printed address (http://127.0.0.1:PORT/) in a browser on this machine. The first
+two people to answer hold interpreter_1 and interpreter_2; each sees only their own answers
+(and, in the default blind mode, neither the map's class nor its probability). Every answer
+is written to SAMPLE.geojson at once; stop with Ctrl-C and start again to resume. Once both
+have answered, "Review disagreements" sets the consensus. Then `estimator assess`.
 """
 EPILOG_ASSESS = """examples:
   python -m estimator assess runs/vraem --reference sample-labeled.geojson
@@ -136,6 +148,31 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_interpret(args: argparse.Namespace) -> int:
+    import getpass
+
+    from estimator.interpret.server import make_server, open_app
+
+    name = args.interpreter or getpass.getuser()
+    app = open_app(
+        args.sample, args.run, interpreter=name, review=args.review, blind=not args.show_map,
+        stac_url=args.stac_url, progress=not args.quiet,
+    )
+    server = make_server(app, args.port)
+    port = server.server_address[1]
+    role = "reviewer" if app.slot is None else app.slot
+    print(f"interpreting {args.sample} as {name} ({role}); open http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+    if app.synthetic:
+        print("SYNTHETIC demo run: the images come from a generated world", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped; every answer given is in the sample file", flush=True)
+    finally:
+        server.server_close()
+    return 0
+
+
 def _cmd_assess(args: argparse.Namespace) -> int:
     from estimator.stats.assess import assess_run
 
@@ -211,6 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-per-stratum", type=int, default=50, help="minimum units per stratum (default 50)")
     s.add_argument("--strata", choices=["region-class", "class"], default="region-class", help="stratification (default region-class)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    it = add_command(
+        sub, "interpret", _cmd_interpret, help="label a reference sample in a local web page (photo-interpretation)",
+        epilog=EPILOG_INTERPRET,
+        description="Serve a page on 127.0.0.1 showing each sample unit's image chips (true colour and colour "
+        "infrared, one per clear date) and NDVI/NBR series from the run's own scenes; answers are saved to "
+        "the sample file as they are given.",
+    )
+    it.add_argument("sample", type=Path, help="sample GeoJSON written by `estimator sample` (updated in place)")
+    it.add_argument("--run", type=Path, required=True, help="run directory the sample was drawn from")
+    it.add_argument("--interpreter", help="your name, recorded with every answer (default: the login name)")
+    it.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
+    it.add_argument("--review", action="store_true", help="only review disagreements and set the consensus (claims no slot)")
+    it.add_argument("--show-map", action="store_true", help="show the map's class and probability (default: blind)")
+    it.add_argument("--stac-url", help="read the run's scenes from this STAC API instead of the run's (a mirror, or a re-served demo world)")
 
     a = add_command(
         sub, "assess", _cmd_assess, help="error-adjusted areas and accuracy from a labeled reference sample",

@@ -83,6 +83,7 @@ def build_manifest(
             "estimator": type(model.estimator).__name__,
             "training_data_sha256": model.card.get("training_data_sha256"),
             "cascade": cascade_manifest(job, model),
+            "reference_units": model.card.get("reference_units", []),
         },
         "stac": {
             "url": job.stac.url,

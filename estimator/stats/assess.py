@@ -28,6 +28,7 @@ from estimator.report.run_report import render_report_md
 from estimator.run.rundir import RunDir, open_run, write_estimates
 from estimator.stages.estimate import apply_coverage
 from estimator.stats.area import AreaSampleError, StehmanResult, olofsson, stehman
+from estimator.stats.reference import reference_units_of_run, trained_on
 from estimator.stats.sample import LABEL_FIELDS
 
 __all__ = ["ReferenceSample", "assess_run", "read_reference"]
@@ -103,6 +104,13 @@ def read_reference(path: Path, run: RunDir) -> ReferenceSample:
         raise ReferenceSampleError(
             f"{len(misplaced)} sample point(s) lie outside this run's map or on another class than recorded "
             f"(e.g. {misplaced[:3]}); do not move points, sample again"
+        )
+    overlap = trained_on(reference_units_of_run(run.manifest), run.grid, *zip(*[(u["row"], u["col"]) for u in units], strict=True)) if units else []
+    if overlap:
+        raise ReferenceSampleError(
+            f"{len(overlap)} unit(s) of {path} lie on pixels model {run.manifest['model'].get('id')} was trained on "
+            f"(e.g. {units[overlap[0][0]]['sample_id']} = {overlap[0][1]}); a model is never assessed on its training "
+            "units: draw a new sample from this run (another --seed), or assess a model trained without that batch"
         )
     if unknown:
         raise ReferenceSampleError(f"labels {sorted(unknown)} are not classes of this run ({', '.join(run.classes)}); fix the spelling")

@@ -17,7 +17,8 @@ def _cli(*args, module="estimator", cwd=None):
 
 
 @pytest.mark.parametrize(
-    ("module", "cmd"), [("estimator", "run"), ("estimator", "demo"), ("estimator", "compare"), ("training", "fit")]
+    ("module", "cmd"),
+    [("estimator", "run"), ("estimator", "demo"), ("estimator", "compare"), ("estimator", "interpret"), ("training", "fit")],
 )
 def test_help_has_examples(module, cmd):
     r = _cli(cmd, "--help", module=module)
