@@ -12,8 +12,9 @@ from pathlib import Path
 
 from estimator.cli.regions import add_regions_parser
 from estimator.console import add_command, add_set_option, guarded
-from estimator.errors import EstimatorError
+from estimator.errors import EstimatorError, ReadFailureError
 from estimator.report.text import print_estimates, print_summary
+from estimator.stages.estimate import FAILED_READS_LIMIT
 
 __all__ = ["build_parser", "main"]
 
@@ -59,8 +60,18 @@ EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
   python -m estimator demo --out /tmp/demo --seed 7
   python -m estimator demo --size 512 --dates 12   # a smaller, faster world
+  python -m estimator demo serve demo      # serve a finished demo's world again
+
+The demo's servers stop when it exits; `demo serve DIR` serves DIR's world again (until
+Ctrl-C) so that `python -m estimator run demo/job.yaml --out runs/again` works.
 
 Everything the demo prints and writes is SYNTHETIC: it comes from a generated world.
+"""
+
+EPILOG_DEMO_SERVE = """examples:
+  python -m estimator demo serve              # ./demo, then in another shell:
+  python -m estimator run demo/job.yaml --out runs/again
+  python -m estimator demo serve /tmp/demo
 """
 
 
@@ -74,6 +85,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = job.model_copy(update={"output": as_output(args.out, Path.cwd())})
     result = run(job, scheduler=args.scheduler, progress=not args.quiet)
     print_summary(result.records, result.manifest, result.run_dir)
+    if result.failed_read_fraction > FAILED_READS_LIMIT:
+        raise ReadFailureError(
+            f"{100 * result.failed_read_fraction:.1f} % of a region's image reads failed, so the figures are not a result "
+            f"(limit {100 * FAILED_READS_LIMIT:.0f} %); check the imagery's address and network, then rerun: "
+            "finished tiles are kept"
+        )
     return 0
 
 
@@ -152,6 +169,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     print(format_table(comparison))
     print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _cmd_demo_serve(args: argparse.Namespace) -> int:
+    import threading
+
+    from estimator.demo.runner import serve_demo
+
+    out = args.dir.resolve()
+    with serve_demo(out) as served:
+        print(f"SYNTHETIC demo world of {out} served: STAC API {served.stac_url}, COGs {served.files_url}")
+        print(f"try: python -m estimator run {args.dir / 'job.yaml'} --out runs/again")
+        print("press Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopped")
     return 0
 
 
@@ -247,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
     d.add_argument("--size", type=int, default=1024, help="world size in 10 m pixels (default 1024)")
     d.add_argument("--dates", type=int, default=18, help="number of acquisition dates (default 18)")
+    dsub = d.add_subparsers(dest="demo_action", metavar="ACTION")
+    ds = add_command(
+        dsub, "serve", _cmd_demo_serve, help="serve a finished demo's world again (until Ctrl-C)",
+        epilog=EPILOG_DEMO_SERVE,
+        description="Serve the world of a finished demo through its STAC API and COG server on 127.0.0.1, "
+        "on the port its job.yaml names when free, so that job.yaml and train.yaml work as written.",
+    )
+    ds.add_argument("dir", nargs="?", type=Path, default=Path("demo"), help="directory of a finished demo (default ./demo)")
     return parser
 
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from estimator.stages.estimate import FAILED_READS_LIMIT, failed_read_fraction
 from estimator.synthetic import SYNTHETIC_BANNER
 
-__all__ = ["render_report_md"]
+__all__ = ["md_cell", "render_report_md"]
+
+
+def md_cell(value: Any) -> str:
+    """A value as one Markdown table cell: a newline or ``|`` in an id would end the row."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _tiles_with_failures(manifest: Mapping[str, Any]) -> int:
+    return sum(t["status"] == "failed" or bool(t.get("failed_items")) for t in manifest["tiles"])
 
 
 def _pct(v: float | None) -> str:
@@ -25,9 +35,16 @@ def render_report_md(
     """Render ``report.md`` from estimate records, the manifest and (after ``assess``) the
     accuracy assessment."""
     synthetic = bool(manifest.get("synthetic"))
+    failed = failed_read_fraction(records)
     lines: list[str] = []
     if synthetic:
         lines += [f"> **{SYNTHETIC_BANNER}.** Imagery, plots and regions come from the generated demo world.", ""]
+    if failed > FAILED_READS_LIMIT:
+        lines += [
+            f"> **Not a result: {_pct(failed)} of a region's image reads failed.** The figures below count only "
+            "the pixels that could be read; rerun when the imagery is reachable (finished tiles are kept).",
+            "",
+        ]
     lines += [
         f"# {target_class.capitalize()} estimate, {manifest['period']}",
         "",
@@ -36,12 +53,12 @@ def render_report_md(
         f"cloud filter applied on the {manifest['stac']['filter_mode']} side).",
         f"- Grid: {manifest['grid']['crs']}, {manifest['grid']['resolution']} m, "
         f"{manifest['grid']['shape'][0]} x {manifest['grid']['shape'][1]} px in {len(manifest['tiles'])} tile(s) "
-        f"({sum(t['status'] == 'failed' for t in manifest['tiles'])} failed).",
+        f"({_tiles_with_failures(manifest)} with failed reads; {_pct(failed)} of a region's reads failed at most).",
         f"- Model `{manifest['model']['id']}` ({manifest['model']['estimator']}), classes: {', '.join(manifest['model']['classes'])}.",
         "",
         f"## {target_class.capitalize()} per region",
         "",
-        *[f"> **{r['id']}**: {r['note']}" for r in manifest.get("regions", []) if r.get("note")],
+        *[f"> **{md_cell(r['id'])}**: {r['note']}" for r in manifest.get("regions", []) if r.get("note")],
         "",
     ]
     head = "| region | region area (ha) | observed | failed reads | mapped (ha) | estimate (ha) | 95 % CI (ha) | estimator |"
@@ -59,7 +76,7 @@ def render_report_md(
             else "none: needs a labeled reference sample"
         )
         row = (
-            f"| {r['region']} | {r['region_area_ha']:,.1f} | {_pct(r['observed_fraction'])} | "
+            f"| {md_cell(r['region'])} | {r['region_area_ha']:,.1f} | {_pct(r['observed_fraction'])} | "
             f"{_pct(r['failed_read_fraction'])} | {r['mapped_area_ha']:,.1f} | {r['area_ha']:,.1f} | {ci} | {r['estimator']} |"
         )
         if truth:
@@ -86,7 +103,7 @@ def render_report_md(
     lines += ["| region | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
     by = {(r["region"], r["class"]): r["area_ha"] for r in records}
     for reg in regions:
-        lines.append(f"| {reg} | " + " | ".join(f"{by[(reg, c)]:,.1f}" for c in classes) + " |")
+        lines.append(f"| {md_cell(reg)} | " + " | ".join(f"{by[(reg, c)]:,.1f}" for c in classes) + " |")
     lines += [
         "",
         "## Provenance",
@@ -139,7 +156,7 @@ def _coverage_lines(records: Sequence[Mapping[str, Any]], target_class: str) -> 
             else "none"
         )
         tot = r.get("extrapolated_area_ha")
-        lines.append(f"| {r['region']} | {_pct(r['observed_fraction'])} | {'n/a' if tot is None else f'{tot:,.1f}'} | {ci} |")
+        lines.append(f"| {md_cell(r['region'])} | {_pct(r['observed_fraction'])} | {'n/a' if tot is None else f'{tot:,.1f}'} | {ci} |")
     return [*lines, ""]
 
 
@@ -162,7 +179,7 @@ def _assessment_lines(assessment: Mapping[str, Any] | None, target_class: str) -
     for rid, r in assessment["regions"].items():
         c = r["per_class"].get(target_class, {})
         lines.append(
-            f"| {rid} | {r['n']} | {fmt(r['overall_accuracy'], r['overall_ci95'])} | "
+            f"| {md_cell(rid)} | {r['n']} | {fmt(r['overall_accuracy'], r['overall_ci95'])} | "
             f"{fmt(c.get('users_accuracy'), c.get('users_ci95'))} | {fmt(c.get('producers_accuracy'), c.get('producers_ci95'))} |"
         )
     ia = assessment["interpreters"]
