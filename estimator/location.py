@@ -28,7 +28,7 @@ from fsspec.registry import known_implementations
 
 from estimator.errors import ConfigError
 
-__all__ = ["OutputLike", "RunLocation", "as_output", "atomic_path", "is_url", "write_json", "write_text"]
+__all__ = ["OutputLike", "RunLocation", "as_output", "atomic_path", "check_writable", "is_url", "write_json", "write_text"]
 
 #: A job's ``output``: a local directory, or the URL of a remote one.
 OutputLike = Path | str
@@ -51,6 +51,23 @@ def atomic_path(dst: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable(dst: Path, what: str = "output", *, directory: bool = False) -> None:
+    """Fail in one line, before any work, when ``dst`` could not be written: its nearest
+    existing ancestor is not a writable directory, or it exists as the wrong kind of entry.
+    Nothing is created."""
+    dst = Path(dst).expanduser().absolute()
+    if dst.exists() and dst.is_dir() != directory:
+        kind = "a directory" if dst.is_dir() else "a file"
+        raise ConfigError(f"{what} {dst} is {kind}; give a {'directory' if directory else 'file'} path")
+    parent = dst if directory and dst.exists() else dst.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {what} {dst}: {parent} is a file, not a directory; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {what} {dst}: no permission to write in {parent}; choose another path")
 
 
 def write_text(dst: Path, text: str) -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "LabelBatch",
     "Plot",
     "Rejected",
+    "check_classes",
     "plots_sha256",
     "read_label_file",
 ]
@@ -145,6 +146,21 @@ class LabelBatch:
             "classes": self.class_counts(),
             "without_interpreter": sum(p.interpreter is None for p in self.plots),
         }
+
+
+def check_classes(classes: Iterable[str], known: Collection[str], where: str | Path) -> None:
+    """Refuse class names outside ``known`` as ``labels add`` does: a misspelling (``'Coca '``)
+    must not become a class of its own."""
+    unknown = sorted(set(classes) - set(known))
+    if not unknown:
+        return
+    norm = {k.strip().casefold(): k for k in known}
+    bad = unknown[0]
+    hint = f"did you mean {norm[bad.strip().casefold()]!r}? " if bad.strip().casefold() in norm else ""
+    raise LabelFileError(
+        f"{where}: unknown class {bad!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+        + f"; known: {sorted(known)}; {hint}fix the label or accept a new class with --new-class NAME"
+    )
 
 
 def plots_sha256(plots: Iterable[Plot]) -> str:

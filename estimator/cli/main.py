@@ -53,6 +53,7 @@ EPILOG_PLAN = """examples:
   python -m estimator plan configs/jobs/vraem-2023.yaml
   python -m estimator plan configs/jobs/loreto-2023.yaml --save-items loreto-items.json
   python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --workers 8 --json
+  python -m estimator plan configs/jobs/vraem-2023.yaml --boundaries ../shared/data/real/boundaries
 
 Searches (or reads --items) and prints what the job would read and cost, without reading pixels.
 """
@@ -100,14 +101,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from estimator.config import load_job
     from estimator.regions.geometry import regions_bbox
     from estimator.regions.job import job_regions
-    from estimator.report.plan_summary import format_summary, read_items, save_items, summarize
+    from estimator.report.plan_summary import format_summary, read_items, save_items, select_items, summarize
     from estimator.stages.plan import make_plan
     from estimator.stages.search import search_items
 
     job = load_job(args.job, overrides=args.set)
+    if args.boundaries is not None:
+        job = job.model_copy(update={"regions": job.regions.model_copy(update={"boundaries": args.boundaries.resolve()})})
     regions = job_regions(job.regions)
     if args.items:
-        items = [i for i in read_items(args.items) if (i.properties.get("eo:cloud_cover") or 0) <= job.stac.max_cloud_cover]
+        items = select_items(read_items(args.items), regions, job.period, job.stac)
     else:
         items = list(search_items(job.stac, regions_bbox(regions), job.period, progress=not args.quiet).items)
     if args.save_items:
@@ -123,10 +126,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from estimator.location import write_json
+    from estimator.location import check_writable, write_json
     from estimator.run.rundir import open_run
     from estimator.stats.sample import draw_sample
 
+    check_writable(args.out, "--out")
     ua = {}
     for item in args.expected_ua:
         cls, _, val = item.partition("=")
@@ -162,7 +166,10 @@ def _cmd_assess(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from estimator.claims.compare import compare, format_table
+    from estimator.location import check_writable
 
+    if args.out is not None:
+        check_writable(args.out, "--out", directory=True)
     comparison, written = compare(
         args.run_dirs, claims_path=args.claims, out_dir=args.out,
         min_observed=args.min_observed, max_rel_half_width=args.max_relative_half_width,
@@ -218,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "bytes to read, memory per worker and a time forecast.",
     )
     pl.add_argument("job", type=Path, help="job YAML file")
-    pl.add_argument("--items", type=Path, help="use a saved item list instead of searching")
+    pl.add_argument("--items", type=Path, help="use a saved item list instead of searching (any provider's items)")
+    pl.add_argument(
+        "--boundaries", type=Path, metavar="DIR",
+        help="directory of the INEI boundary files for named regions (overrides regions.boundaries)",
+    )
     pl.add_argument("--save-items", type=Path, help="write the items found, for --items later")
     pl.add_argument("--workers", type=int, default=1, help="workers for the forecast (default 1)")
     pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
@@ -240,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = add_command(
         sub, "assess", _cmd_assess, help="error-adjusted areas and accuracy from a labeled reference sample",
-        epilog=EPILOG_ASSESS, description="Design-based area estimates with 95 %% confidence intervals (Olofsson 2014 / Stehman 2014).",
+        epilog=EPILOG_ASSESS, description="Design-based area estimates with 95 % confidence intervals (Olofsson 2014 / Stehman 2014).",
     )
     a.add_argument("run_dir", type=Path, help="run directory the sample was drawn from")
     a.add_argument("--reference", type=Path, required=True, help="labeled sample GeoJSON")
@@ -255,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = add_command(
         sub, "compare", _cmd_compare, help="set reported claims beside a run's estimates", epilog=EPILOG_COMPARE,
         description="Verdict per claim (consistent / contradicted / inconclusive with the reason) from the "
-        "estimates' 95 %% confidence intervals.",
+        "estimates' 95 % confidence intervals.",
     )
     c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (several: several periods)")
     c.add_argument("--claims", type=Path, help="claims registry (default configs/claims.yaml)")

@@ -30,7 +30,7 @@ from rasterio.windows import Window
 from estimator.config import RegionsConfig
 from estimator.errors import EstimatorError
 from estimator.grid import pixel_area_m2
-from estimator.location import RunLocation, as_output, is_url, write_json, write_text
+from estimator.location import RunLocation, as_output, check_writable, is_url, write_json, write_text
 from estimator.regions.geometry import Region, rasterize_regions
 from estimator.regions.job import job_regions
 from estimator.stages.estimate import RECORD_FIELDS, SCHEMA_VERSION
@@ -99,6 +99,8 @@ def check_run_location(location: RunLocation) -> None:
     A run directory is one marked by :data:`RUN_MARKER`, or one written before the marker
     existed (``manifest.json`` and ``estimates.json``, or only job-key checkpoint folders).
     """
+    if location.local is not None:
+        check_writable(location.local, "output", directory=True)
     names = [n for n in location.names() if not n.startswith(".staging-")]
     if not names or RUN_MARKER in names:
         return
