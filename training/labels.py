@@ -197,6 +197,22 @@ def _crs(value: Any, path: Path) -> CRS:
 _Record = tuple[int, dict[str, Any], BaseGeometry | None, str]
 
 
+def _all_degrees(features: Sequence[Any]) -> bool:
+    """Whether every coordinate of the features lies within lon/lat range (|x| <= 180, |y| <= 90)."""
+    found = False
+    for feat in features:
+        try:
+            b = shape(feat["geometry"]).bounds
+        except Exception:  # unreadable geometries are reported per feature later
+            continue
+        if len(b) != 4 or any(np.isnan(b)):
+            continue
+        found = True
+        if max(abs(b[0]), abs(b[2])) > 180 or max(abs(b[1]), abs(b[3])) > 90:
+            return False
+    return found
+
+
 def _geojson_records(path: Path) -> list[_Record]:
     try:
         data = json.loads(path.read_bytes())
@@ -205,7 +221,13 @@ def _geojson_records(path: Path) -> list[_Record]:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or not isinstance(data.get("features"), list):
         raise LabelFileError(f"{path} is not a GeoJSON FeatureCollection; export the labels as one")
     name = ((data.get("crs") or {}).get("properties") or {}).get("name")
-    tr = _to_lonlat(_crs(name, path)) if name and "CRS84" not in name else None
+    declared = _crs(name, path) if name and "CRS84" not in name else None
+    tr = _to_lonlat(declared)
+    if declared is not None and declared.is_projected and _all_degrees(data["features"]):
+        raise LabelFileError(
+            f"{path} declares {name} (projected, metres) but every coordinate lies within lon/lat degrees; "
+            "fix the file's crs member (or drop it for EPSG:4326 lon/lat)"
+        )
     out: list[_Record] = []
     for i, feat in enumerate(data["features"]):
         if not isinstance(feat, dict):

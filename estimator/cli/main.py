@@ -69,6 +69,15 @@ Ctrl-C) so that `python -m estimator run demo/job.yaml --out runs/again` works.
 Everything the demo prints and writes is SYNTHETIC: it comes from a generated world.
 """
 
+EPILOG_TOP = """examples:
+  python -m estimator demo                                   # the SYNTHETIC demo, in ./demo
+  python -m estimator demo serve demo                        # serve its world again (until Ctrl-C), then:
+  python -m estimator run demo/job.yaml --out runs/again
+  python -m estimator sample demo/run --n 1500 --out sample.geojson
+  python -m estimator compare demo/run --claims demo/claims.yaml
+
+`python -m estimator COMMAND --help` shows each command's options and examples.
+"""
 EPILOG_DEMO_SERVE = """examples:
   python -m estimator demo serve              # ./demo, then in another shell:
   python -m estimator run demo/job.yaml --out runs/again
@@ -102,7 +111,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from estimator.regions.geometry import regions_bbox
     from estimator.regions.job import job_regions
     from estimator.report.plan_summary import format_summary, read_items, save_items, select_items, summarize
-    from estimator.stages.plan import make_plan
+    from estimator.stages.plan import make_plan, warn_uncovered_regions
     from estimator.stages.search import search_items
 
     job = load_job(args.job, overrides=args.set)
@@ -115,6 +124,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         items = list(search_items(job.stac, regions_bbox(regions), job.period, progress=not args.quiet).items)
     if args.save_items:
         save_items(args.save_items, items)
+    warn_uncovered_regions(regions, [i.to_dict() for i in items])
     plan = make_plan(
         [i.to_dict() for i in items], regions,
         resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
@@ -207,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="estimator",
         description="Estimate coca cultivation from Sentinel-2 L2A imagery, with coverage, per region.",
+        epilog=EPILOG_TOP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

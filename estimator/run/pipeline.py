@@ -43,7 +43,7 @@ from estimator.stages.classify import ModelRef, make_predictor, model_plugin
 from estimator.stages.estimate import apply_coverage, mapped_records
 from estimator.stages.load import configure_gdal
 from estimator.stages.model import Model, load_model
-from estimator.stages.plan import Tile, make_plan
+from estimator.stages.plan import Tile, make_plan, warn_uncovered_regions
 from estimator.stages.plots import make_plots, write_plots
 from estimator.stages.search import search_items
 from estimator.synthetic import SYNTHETIC_PROPERTY
@@ -133,6 +133,7 @@ def _run(
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
+        warn_uncovered_regions(regions, [i.to_dict() for i in found.items])
         plan = make_plan(
             [i.to_dict() for i in found.items], regions,
             resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
