@@ -220,7 +220,8 @@ def _geojson_records(path: Path) -> list[_Record]:
         raise LabelFileError(f"{path} is not GeoJSON (not valid JSON); export the labels as a GeoJSON FeatureCollection") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or not isinstance(data.get("features"), list):
         raise LabelFileError(f"{path} is not a GeoJSON FeatureCollection; export the labels as one")
-    name = ((data.get("crs") or {}).get("properties") or {}).get("name")
+    crs_member = data.get("crs") or {}
+    name = (crs_member.get("properties") or {}).get("name") if isinstance(crs_member, dict) else None
     declared = _crs(name, path) if name and "CRS84" not in name else None
     tr = _to_lonlat(declared)
     if declared is not None and declared.is_projected and _all_degrees(data["features"]):
@@ -233,6 +234,8 @@ def _geojson_records(path: Path) -> list[_Record]:
         if not isinstance(feat, dict):
             raise LabelFileError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
+        if not isinstance(props, dict):
+            raise LabelFileError(f"{path}: feature {i} has properties that are not a JSON object; give class, plot_id, ...")
         try:
             g: BaseGeometry | None = _reproject(shape(feat["geometry"]), tr)
             why = ""
