@@ -1,0 +1,38 @@
+"""The smaller gaps of the bad-input matrix: repaired regions and uncovered regions are
+said out loud, and ids cannot break a Markdown table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from shapely.geometry import box, mapping
+
+from estimator.regions.geometry import Region, load_regions
+from estimator.report.run_report import md_cell
+from estimator.stages.plan import warn_uncovered_regions
+from estimator.warnings import RegionGeometryWarning, SceneCoverageWarning
+
+
+def test_a_bow_tie_region_is_repaired_with_a_warning(tmp_path):
+    bow_tie = {"type": "Polygon", "coordinates": [[[-74, -12], [-73, -11], [-73, -12], [-74, -11], [-74, -12]]]}
+    p = tmp_path / "regions.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"region_id": "bow"}, "geometry": bow_tie}]}))
+    with pytest.warns(RegionGeometryWarning, match="region bow is not a valid polygon.*Self-intersection"):
+        (region,) = load_regions(p, "region_id")
+    assert region.geometry.is_valid and region.geometry.area == pytest.approx(0.5)
+
+
+def test_regions_no_scene_touches_are_named():
+    items = [{"geometry": mapping(box(-75, -13, -74, -12))}]
+    regions = [Region("seen", box(-74.5, -12.5, -74.4, -12.4)), Region("far", box(-60, -5, -59, -4))]
+    with pytest.warns(SceneCoverageWarning, match="region\\(s\\) far:"):
+        assert warn_uncovered_regions(regions, items) == ["far"]
+
+
+@pytest.mark.parametrize("value", ["a|b", "north\nsouth", "x\r\n|y", "|", "plain"])
+def test_a_markdown_cell_never_ends_its_row(value):
+    cell = md_cell(value)
+    assert "\n" not in cell and "\r" not in cell
+    assert cell.replace("\\|", "").count("|") == 0
