@@ -36,3 +36,25 @@ def test_a_markdown_cell_never_ends_its_row(value):
     cell = md_cell(value)
     assert "\n" not in cell and "\r" not in cell
     assert cell.replace("\\|", "").count("|") == 0
+
+
+_COMMANDS = [
+    ("estimator", []), ("estimator", ["run"]), ("estimator", ["plan"]), ("estimator", ["sample"]), ("estimator", ["assess"]),
+    ("estimator", ["compare"]), ("estimator", ["demo"]), ("estimator", ["demo", "serve"]), ("training", ["fit"]),
+    ("training", ["labels", "add"]),
+]
+
+
+@pytest.mark.parametrize(("module", "cmd"), _COMMANDS, ids=[" ".join([m, *c]) for m, c in _COMMANDS])
+def test_help_prints_examples_as_written(module, cmd, capsys):
+    from estimator.cli.main import build_parser as estimator_parser
+    from training.cli import build_parser as training_parser
+
+    parser = estimator_parser() if module == "estimator" else training_parser()
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args([*cmd, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "examples:" in out and f"python -m {module}" in out
+    assert "%%" not in out  # a literal percent sign, not argparse's escape
+    assert "configs/training/" not in out  # no example names a file that does not exist
