@@ -9,10 +9,11 @@ which writes, in the same directory:
 - ``report_comparison.md``: the same text and tables in Markdown, its charts as PNG files
   beside it (``report_*.png``). It does not replace a run's own ``report.md``.
 
-Sections: plain-language summary per region, claims chart and verdict table, time series
-(when the runs cover several periods), coca probability maps with region outlines,
-observed-fraction and accuracy tables, unmatched claims, and provenance per run. Synthetic
-data is labeled on the page, on every run and inside every chart.
+Sections: a headline per region and period (:mod:`estimator.claims.headlines`), the claims chart
+(one panel per region over time, :func:`estimator.report.figures.claims_figure`), verdict tables
+by region and verdict, claims not compared (counted, listed folded), coca probability maps
+with region outlines, observed-fraction and accuracy tables, and provenance per run.
+Synthetic data is labeled on the page, on every run and inside every chart.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any
 
 import yaml
 
+from estimator.claims.headlines import ha, headlines, pct, unmatched_blocks, verdict_tables
 from estimator.errors import EstimatorError
 from estimator.location import atomic_path, write_text
 from estimator.regions.geometry import to_crs
+from estimator.report.claim_groups import period_label
 from estimator.report.document import (
     Banner,
     Block,
@@ -35,13 +38,12 @@ from estimator.report.document import (
     Details,
     Figure,
     Heading,
-    Link,
     Paragraph,
     Table,
     render_html,
     render_md,
 )
-from estimator.report.figures import claims_chart, probability_map, timeseries_chart
+from estimator.report.figures import claims_chart, probability_map
 from estimator.report.run_report import render_report_md
 from estimator.run.rundir import RunDir, open_run
 from estimator.synthetic import SYNTHETIC_BANNER
@@ -107,99 +109,6 @@ def _open(info: Mapping[str, Any]) -> _Run:
     return _Run(info, run, "", run.assessment(), run.estimates().get("records", []))
 
 
-# -- numbers in words -------------------------------------------------------------------
-
-
-def _ha(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    return "0" if v == 0 else f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2f}"
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}".removesuffix(".0") + " %"
-
-
-def _times(r: float) -> str:
-    return f"{r:,.0f}" if r >= 10 else f"{r:.2f}"
-
-
-def _interval(a: float | None, lo: float | None, hi: float | None, unit: str = "ha") -> str:
-    if a is None:
-        return "no estimate"
-    return f"{_ha(a)} {unit}" + (f" [{_ha(lo)} to {_ha(hi)}]" if lo is not None and hi is not None else " [no CI]")
-
-
-def _who(c: Mapping[str, Any]) -> str:
-    who, org = c.get("claimant") or "", c.get("organisation") or ""
-    return f"{who} ({org})" if who and org and org != who else who or org or "An unattributed source"
-
-
-def _claim_value(c: Mapping[str, Any]) -> str:
-    if c["kind"] == "growth_rate":
-        g = c.get("growth_percent_per_year")
-        return "n/a" if g is None else f"{g:+.3g} % per year"
-    v = f"{_ha(c.get('value_ha'))} ha"
-    v = {"lower_bound": f"at least {v}", "upper_bound": f"at most {v}"}.get(c["kind"], v)
-    unit = c.get("original_unit")
-    if unit and unit != "ha" and c.get("original_value") is not None:
-        v += f" (reported: {c['original_value']} {unit})"
-    return v
-
-
-def _claim_estimate(c: Mapping[str, Any], runs: Sequence[_Run]) -> str:
-    if c["kind"] == "growth_rate":
-        g = c.get("implied_growth")
-        if not g:
-            return "no growth estimate"
-        i, j = g["runs"]
-        return (f"{_interval(g['percent_per_year'], g.get('ci95_low'), g.get('ci95_high'), '% per year')} "
-                f"({runs[i].info['period']} to {runs[j].info['period']})")
-    e = c.get("estimate")
-    if not e:
-        return "no estimate"
-    return f"{_interval(e['area_ha'], e.get('ci95_low_ha'), e.get('ci95_high_ha'))} ({runs[e['run']].info['period']}, {e['estimator']})"
-
-
-def _claim_sentence(c: Mapping[str, Any], runs: Sequence[_Run]) -> str:
-    verdict = c["verdict"]
-    reason = f" ({c['reason']})" if c.get("reason") else ""
-    if c["kind"] == "growth_rate":
-        g = c.get("implied_growth")
-        said = f"{_who(c)}'s claim of {_claim_value(c)} growth"
-        if not g:
-            return f"{said} cannot be checked against the imagery and is {verdict}{reason}."
-        return f"{said} is {verdict}{reason}: the estimates imply {_claim_estimate(c, runs)} (95 % CI)."
-    said = f"{_who(c)}'s claim of {_claim_value(c)}"
-    e = c.get("estimate")
-    if not e:
-        return f"{said} has no estimate for its period and is {verdict}{reason}."
-    ratio = c.get("ratio")
-    rel = f" is {_times(ratio)} times the {runs[e['run']].info['period']} estimate and" if ratio else ""
-    return f"{said}{rel} is {verdict}{reason}."
-
-
-def _estimate_sentence(e: Mapping[str, Any], target: str) -> str:
-    where = f"in {e.get('region_name') or e['region']} in {e['period']}"
-    obs, failed = e.get("observed_fraction"), e.get("failed_read_fraction")
-    if e.get("ci95_low_ha") is not None and e.get("ci95_high_ha") is not None:
-        s = (f"Imagery supports between {_ha(e['ci95_low_ha'])} and {_ha(e['ci95_high_ha'])} ha of {target} {where} "
-             f"(95 % CI, best estimate {_ha(e['area_ha'])} ha, {e['estimator']})")
-    else:
-        s = (f"The classifier maps {_ha(e['mapped_area_ha'])} ha of {target} {where}; without a labeled reference "
-             "sample this mapped area has no confidence interval and carries the classifier's errors")
-    if obs is None:
-        s += "; how much of the region was observed is not known."
-    elif obs >= 0.9995:
-        s += ", 100 % of the region observed."
-    else:
-        s += (f"; only {_pct(obs)} of the region was seen clear, and the figure says nothing about the rest "
-              f"({_ha(e['region_area_ha'] * (1 - obs))} ha).")
-    if failed:
-        s += f" {_pct(failed)} of the region could not be read (failed reads)."
-    return s
-
-
 # -- the document -------------------------------------------------------------------------
 
 
@@ -208,34 +117,30 @@ def _document(comparison: Mapping[str, Any], runs: Sequence[_Run]) -> list[Block
     target = comparison.get("target_class", "coca")
     estimates, claims = comparison.get("estimates", []), comparison.get("claims", [])
     banner: list[Block] = [Banner(_BANNER)] if synthetic else []
-    periods = sorted({r.info["period"] for r in runs})
+    periods = list(dict.fromkeys(period_label(r.info["period_start"], r.info["period_end"]) if r.info.get("period_start")
+                                 else r.info["period"] for r in sorted(runs, key=lambda r: r.info["period"])))
+    area = [c for c in claims if c["kind"] != "growth_rate" and c.get("value_ha") is not None]
     blocks: list[Block] = [
         *banner,
         Heading(1, f"{target.capitalize()} estimates and claims"),
         Paragraph(
             f"Created {comparison.get('created', '?')}; {len(runs)} run(s) covering {', '.join(periods)}; "
             f"{len(claims)} claim(s) compared, {len(comparison.get('unmatched', []))} not matched.", "note"),
-        Heading(2, "In plain words", "summary"),
-        *_summary(estimates, claims, runs, target),
+        Heading(2, "In short", "summary"),
+        *headlines(comparison, target),
         Heading(2, "Claims beside the estimates", "claims"),
     ]
-    if claims:
-        blocks += [
-            Figure("claims", "Estimate (dot) with 95 % CI (whisker) and each claim (diamond; arrow: at least / at most), "
-                   "coloured by verdict.", claims_chart(claims, synthetic=synthetic)),
-            _verdict_table(claims, runs),
-        ]
-    else:
-        blocks.append(Paragraph("No claim matched these runs.", "note"))
+    if area or estimates:
+        blocks.append(Figure(
+            "claims", "One panel per region: the estimate of each run over its period inside its 95 % CI band; each claim "
+            "at the date it speaks of, coloured by verdict (hollow: about a period no run covers), figures of one source "
+            "joined as a series. Numbers point to the key beside each panel and to # in the verdict tables. "
+            "Growth claims are in the tables only.",
+            claims_chart(estimates, claims, synthetic=synthetic)))
+    blocks += [Heading(2, "Verdicts by region", "verdicts"),
+               *(verdict_tables(comparison) or [Paragraph("No claim matched these runs.", "note")])]
     if comparison.get("unmatched"):
-        blocks += [Paragraph("Claims not compared:", "note"),
-                   Bullets([f"{u['id']}: {u['reason']}" for u in comparison["unmatched"]])]
-    if len(periods) > 1:
-        blocks += [
-            Heading(2, "Over time", "timeseries"),
-            Figure("timeseries", "Estimate and 95 % CI per period and region; claims at the middle of their period.",
-                   timeseries_chart(estimates, claims, synthetic=synthetic)),
-        ]
+        blocks += [Heading(2, "Claims not compared", "unmatched"), *unmatched_blocks(comparison["unmatched"])]
     blocks += [Heading(2, f"{target.capitalize()} probability maps", "maps"), *_maps(runs, target)]
     blocks += [Heading(2, "How much of each region was seen", "coverage"), _coverage_table(estimates),
                Paragraph("Estimates describe the observed part of each region: pixels with at least one clear "
@@ -245,52 +150,29 @@ def _document(comparison: Mapping[str, Any], runs: Sequence[_Run]) -> list[Block
     return [*blocks, *banner]
 
 
-def _summary(estimates: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]], runs: Sequence[_Run],
-             target: str) -> list[Block]:
-    out: list[Block] = []
-    for rid in dict.fromkeys([*(e["region"] for e in estimates), *(c["region"] for c in claims)]):
-        mine = sorted((e for e in estimates if e["region"] == rid), key=lambda e: e["period"])
-        text = [_estimate_sentence(e, target) for e in mine] or [f"No estimate covers region {rid}."]
-        text += [_claim_sentence(c, runs) for c in claims if c["region"] == rid]
-        name = next((str(x["region_name"]) for x in [*mine, *claims] if x["region"] == rid and x.get("region_name")), rid)
-        out += [Heading(3, name), Paragraph(" ".join(text), "summary")]
-    return out
-
-
-def _verdict_table(claims: Sequence[Mapping[str, Any]], runs: Sequence[_Run]) -> Table:
-    head = ("claim", "claimant", "organisation", "region", "kind", "claim value", "estimate [95 % CI]", "ratio",
-            "verdict", "reason", "source", "status", "warnings", "quote")
-    rows = [
-        (c["id"], c.get("claimant") or "", c.get("organisation") or "", c.get("region_name") or c["region"],
-         c["kind"].replace("_", " "), _claim_value(c), _claim_estimate(c, runs),
-         "" if c.get("ratio") is None else _times(c["ratio"]), c["verdict"], c.get("reason") or "",
-         Link("source", str(c["source"])) if c.get("source") else "", c.get("status") or "",
-         "\n".join(c.get("warnings") or []), f"“{c['quote']}”" if c.get("quote") else "")
-        for c in claims
-    ]
-    return Table(head, rows, frozenset({7}), css="verdicts")
-
-
 def _maps(runs: Sequence[_Run], target: str) -> list[Block]:
     out: list[Block] = []
+    missing = []
     for i, r in enumerate(runs):
         cog = r.run.path / "maps" / f"{target}_probability.tif" if r.run else None
         if r.run is None or cog is None or not cog.is_file():
-            out.append(Paragraph(f"Run {i} ({r.info['period']}): no probability map to show ({r.problem or 'map missing'}).", "note"))
+            missing.append(f"run {i} ({r.info['period']}): {r.problem or 'map missing'}")
             continue
         outlines = [(g.id, to_crs(g.geometry, str(r.run.grid.crs))) for g in r.run.regions]
         png = probability_map(cog, outlines, title=f"{target} probability, {r.info['period']}", synthetic=r.run.synthetic)
         out.append(Figure(f"map_run{i}", f"Run {i}, {r.info['period']}: probability of {target} per pixel "
                           "(grey: not classified) with region outlines.", png))
+    if missing:
+        out += [Paragraph(f"No probability map to show for {len(missing)} run(s):", "note"), Bullets(missing)]
     return out
 
 
 def _coverage_table(estimates: Sequence[Mapping[str, Any]]) -> Table:
     head = ("period", "region", "region area (ha)", "observed", "failed reads", "estimate (ha)", "95 % CI (ha)", "estimator")
     rows = [
-        (e["period"], e.get("region_name") or e["region"], _ha(e["region_area_ha"]), _pct(e.get("observed_fraction")),
-         _pct(e.get("failed_read_fraction")), _ha(e["area_ha"]),
-         f"{_ha(e['ci95_low_ha'])} - {_ha(e['ci95_high_ha'])}" if e.get("ci95_low_ha") is not None else "none (mapped area)",
+        (e["period"], e.get("region_name") or e["region"], ha(e["region_area_ha"]), pct(e.get("observed_fraction")),
+         pct(e.get("failed_read_fraction")), ha(e["area_ha"]),
+         f"{ha(e['ci95_low_ha'])} - {ha(e['ci95_high_ha'])}" if e.get("ci95_low_ha") is not None else "none (mapped area)",
          e["estimator"])
         for e in estimates
     ]
@@ -298,8 +180,10 @@ def _coverage_table(estimates: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def _accuracy(estimates: Sequence[Mapping[str, Any]], runs: Sequence[_Run], target: str) -> list[Block]:
-    def acc(v: float | None, ci: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
+    def acc(v: float | None, ci: float | None, assessed: bool = False, units: int | None = None) -> str:
+        if v is None:
+            return "not estimable" + ("" if units is None else f" ({units} units)") if assessed else "n/a"
+        return f"{v:.3f}" + ("" if ci is None else f" ± {ci:.3f}")
 
     rows = []
     for e in estimates:
@@ -308,10 +192,13 @@ def _accuracy(estimates: Sequence[Mapping[str, Any]], runs: Sequence[_Run], targ
         pc = reg.get("per_class", {}).get(target, {})
         n = e.get("sample_n", reg.get("n"))
         rows.append((e["period"], e.get("region_name") or e["region"], e["estimator"], "none" if n is None else str(n),
-                     acc(e.get("users_accuracy"), pc.get("users_ci95")), acc(e.get("producers_accuracy"), pc.get("producers_ci95")),
-                     acc(reg.get("overall_accuracy"), reg.get("overall_ci95"))))
+                     acc(e.get("users_accuracy"), pc.get("users_ci95"), bool(reg), pc.get("units_mapped")),
+                     acc(e.get("producers_accuracy"), pc.get("producers_ci95"), bool(reg), pc.get("units_reference")),
+                     acc(reg.get("overall_accuracy"), reg.get("overall_ci95"), bool(reg))))
     out: list[Block] = [Table(("period", "region", "estimator", "sample n", f"{target} user's accuracy",
-                               f"{target} producer's accuracy", "overall accuracy"), rows, frozenset({3}), css="accuracy")]
+                               f"{target} producer's accuracy", "overall accuracy"), rows, frozenset({3}), css="accuracy"),
+                        Paragraph("Accuracies are each region's own, from the sample units inside it; where a region has no unit "
+                                  f"mapped as {target} (user's) or {target} by reference (producer's) they are not estimable.", "note")]
     missing = [f"run {i} ({r.info['period']})" for i, r in enumerate(runs) if r.assessment is None]
     if missing:
         out.append(Paragraph(f"No labeled reference sample for {', '.join(missing)}: areas there are mapped areas without "

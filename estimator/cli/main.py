@@ -28,15 +28,20 @@ EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --target-se 0.01 --expected-ua coca=0.6 --out sample.geojson
   python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
 
-Strata are region x map class by default (one error-adjusted estimate per region);
-'--strata class' uses map classes only (estimates per region by Stehman's domain estimator).
+Strata are region x map class by default (one error-adjusted estimate per region); where
+regions overlap (a district inside a province), strata are map class x cell of the overlaps
+and each region is estimated from its cells. '--strata class' uses map classes only
+(estimates per region by Stehman's domain estimator).
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
 """
 EPILOG_ASSESS = """examples:
   python -m estimator assess runs/vraem --reference sample-labeled.geojson
 
 Replaces area_ha in estimates.json/.csv by the error-adjusted estimate with ci95_low_ha /
-ci95_high_ha, writes assessment.json (accuracies, interpreter agreement) and updates report.md.
+ci95_high_ha, writes assessment.json (each region's own accuracies, interpreter agreement)
+and updates report.md. Default intervals: zero-cell adjusted variance for region x class
+strata; for regions that are domains of class-only strata, a Jeffreys interval at the
+effective sample size (docs/intervals.md). --no-zero-cell-adjustment: textbook Wald intervals.
 """
 EPILOG_COMPARE = """examples:
   python -m estimator compare runs/loreto-2023
@@ -61,6 +66,7 @@ EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
   python -m estimator demo --out /tmp/demo --seed 7
   python -m estimator demo --size 512 --dates 12   # a smaller, faster world
+  python -m estimator demo --preset hard --seed 1 --out /tmp/hard   # where coca is hard to see
   python -m estimator demo serve demo      # serve a finished demo's world again
 
 The demo's servers stop when it exits; `demo serve DIR` serves DIR's world again (until
@@ -209,7 +215,9 @@ def _cmd_demo_serve(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from estimator.demo.runner import run_demo
 
-    run_demo(args.out.resolve(), seed=args.seed, size_px=args.size, n_dates=args.dates, progress=not args.quiet)
+    run_demo(
+        args.out.resolve(), seed=args.seed, size_px=args.size, n_dates=args.dates, preset=args.preset, progress=not args.quiet
+    )
     return 0
 
 
@@ -270,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--z", type=float, default=1.96, help="normal quantile of the intervals (default 1.96: 95 %%)")
     a.add_argument(
         "--no-zero-cell-adjustment", action="store_true",
-        help="textbook variances: a stratum whose sample shows no error adds zero variance",
+        help="textbook variances and Wald intervals: a stratum whose sample shows no error adds zero variance "
+        "(default: zero-cell adjustment; Jeffreys effective-n intervals for class-only strata)",
     )
     a.add_argument("--target-class", default="coca", help="class to print (default coca)")
     a.add_argument("--all-classes", action="store_true", help="print every class")
@@ -302,8 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", type=Path, default=Path("demo"), help="directory for world, model, job and run (default ./demo)")
     d.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
-    d.add_argument("--size", type=int, default=1024, help="world size in 10 m pixels (default 1024)")
-    d.add_argument("--dates", type=int, default=18, help="number of acquisition dates (default 18)")
+    d.add_argument("--size", type=int, help="world size in 10 m pixels (default 1024)")
+    d.add_argument("--dates", type=int, help="number of acquisition dates (default: easy 18, hard 30)")
+    d.add_argument(
+        "--preset", choices=["easy", "hard"], default="easy",
+        help="easy: the fast, nearly error-free world (default); hard: small plots, dynamic confusers, "
+        "mixed pixels, a sky the SCL gets partly wrong, shifted and noisy labels (docs/hard_world.md)",
+    )
     dsub = d.add_subparsers(dest="demo_action", metavar="ACTION")
     ds = add_command(
         dsub, "serve", _cmd_demo_serve, help="serve a finished demo's world again (until Ctrl-C)",

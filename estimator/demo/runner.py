@@ -24,7 +24,7 @@ from estimator.claims.compare import compare, format_table
 from estimator.config import load_job, load_train
 from estimator.demo.claims import write_demo_claims
 from estimator.demo.oracle import label_with_truth
-from estimator.demo.world import GENERATOR_VERSION, World, WorldSpec, generate_world
+from estimator.demo.world import World, generate_world, generator_version, preset_spec
 from estimator.errors import EstimatorError
 from estimator.location import write_json
 from estimator.report.text import print_estimates, print_summary
@@ -89,19 +89,24 @@ def _model_is_current(model_dir: Path, world_key: str) -> bool:
     return model.card.get("demo_world") == world_key
 
 
-def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 18, progress: bool = True) -> dict[str, Any]:
-    """Generate, serve, train, run; print and return estimates beside truth."""
+def run_demo(
+    out: Path, *, seed: int = 42, size_px: int | None = None, n_dates: int | None = None, preset: str = "easy",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate, serve, train, run; print and return estimates beside truth. ``size_px`` and
+    ``n_dates`` default to the preset's (easy: 1024 px, 18 dates; hard: 1024 px, 30 dates)."""
     from training.extract import read_labels
     from training.fit import train
 
     require_demo_extra()
     out.mkdir(parents=True, exist_ok=True)
-    spec = WorldSpec(seed=seed, size_px=size_px, n_dates=n_dates)
-    print(f"SYNTHETIC demo world (seed {seed}, {size_px}x{size_px} px, {n_dates} dates) in {out / 'world'}")
+    spec = preset_spec(preset, seed=seed, size_px=size_px, n_dates=n_dates)
+    named = "" if preset == "easy" else f"{preset} preset, "
+    print(f"SYNTHETIC demo world ({named}seed {seed}, {spec.size_px}x{spec.size_px} px, {spec.n_dates} dates) in {out / 'world'}")
     world = generate_world(out / "world", spec, progress=progress)
     truth_all = json.loads(world.truth_path.read_text())
     truth = {rid: r["area_ha"] for rid, r in truth_all["regions"].items()}
-    world_key = json.dumps({**asdict(spec), "generator": GENERATOR_VERSION}, sort_keys=True)
+    world_key = json.dumps({**asdict(spec), "generator": generator_version(spec.preset)}, sort_keys=True)
 
     with serve_world(world.root, out / "serve") as served:
         print(f"serving STAC API at {served.stac_url} and COGs at {served.files_url}")

@@ -35,7 +35,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +62,7 @@ from estimator.bands import (
     SCL,
     SCL_CLOUD,
 )
+from estimator.demo import hard
 from estimator.demo.errors import DemoWorldError
 from estimator.demo.landscape import (
     CLASS_CODE,
@@ -80,17 +81,25 @@ from estimator.demo.landscape import (
 __all__ = [
     "DEMO_CLASSES",
     "GENERATOR_VERSION",
+    "HARD_FILES",
+    "PRESETS",
     "DemoWorldError",
     "World",
     "WorldSpec",
     "generate_world",
+    "generator_version",
     "load_world",
+    "preset_spec",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the generator's output changes; a cached world of another version is remade.
 GENERATOR_VERSION = "2"
+#: World presets: ``easy`` (the fast default) and ``hard`` (docs/hard_world.md).
+PRESETS: tuple[str, ...] = ("easy", "hard")
+#: Files only a hard world has: per-date truth, sub-pixel coca shares, the label errors.
+HARD_FILES: tuple[str, ...] = ("truth_dates.tif", "truth_coca_fraction.tif", "label_errors.json")
 
 _COLLECTION_ID = "sentinel-2-l2a"
 _BASELINE_BEFORE = "03.01"
@@ -165,6 +174,8 @@ class WorldSpec:
     """MGRS tile id written to item ids and to s2:mgrs_tile, grid:code and mgrs:*."""
     n_coca_plots: int = 150
     """Coca plots in a 1024 x 1024 px world; scaled by area for other sizes (at least 6)."""
+    preset: str = "easy"
+    """``easy`` or ``hard`` (:mod:`estimator.demo.hard`); see :func:`preset_spec` for its defaults."""
 
     def __post_init__(self) -> None:
         if self.size_px < 64 or self.size_px % 2:
@@ -185,6 +196,8 @@ class WorldSpec:
             raise DemoWorldError(f"mgrs_tile must look like '18LXM', got {self.mgrs_tile!r}")
         if self.n_coca_plots < 0:
             raise DemoWorldError(f"n_coca_plots must be >= 0, got {self.n_coca_plots}")
+        if self.preset not in PRESETS:
+            raise DemoWorldError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
 
     @property
     def coca_plots(self) -> int:
@@ -250,6 +263,29 @@ class _Acquisition:
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def preset_spec(preset: str = "easy", *, seed: int = 42, size_px: int | None = None, n_dates: int | None = None) -> WorldSpec:
+    """The spec of a preset's world; ``size_px`` and ``n_dates`` default to the preset's.
+
+    Examples
+    --------
+    >>> preset_spec("hard", seed=101).n_dates
+    30
+    """
+    if preset not in PRESETS:
+        raise DemoWorldError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    base: dict[str, Any] = dict(hard.HARD_DEFAULTS) if preset == "hard" else {}
+    if size_px is not None:
+        base["size_px"] = size_px
+    if n_dates is not None:
+        base["n_dates"] = n_dates
+    return WorldSpec(seed=seed, preset=preset, **base)
+
+
+def generator_version(preset: str) -> str:
+    """Generator version recorded in a world of ``preset``; a cached world of another is remade."""
+    return GENERATOR_VERSION if preset == "easy" else f"{GENERATOR_VERSION}+hard.{hard.HARD_VERSION}"
 
 
 def generate_world(root: Path, spec: WorldSpec = WorldSpec(), *, progress: bool = False) -> World:
@@ -336,14 +372,15 @@ def load_world(root: Path) -> World:
         raise DemoWorldError(f"{root} holds no demo world (world.json is missing); {hint}")
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        spec = WorldSpec(**record["spec"])
+        spec = WorldSpec(**record["spec"])  # an easy world's record has no preset
         item_ids = [str(i) for i in record["item_ids"]]
         version = str(record["generator_version"])
     except (ValueError, KeyError, TypeError) as exc:
         raise DemoWorldError(f"{record_path} is unreadable ({exc}); {hint}") from exc
-    if version != GENERATOR_VERSION:
+    if version != generator_version(spec.preset):
         raise DemoWorldError(
-            f"{root} was made by demo generator version {version}, this code writes version {GENERATOR_VERSION}; {hint}"
+            f"{root} was made by demo generator version {version}, this code writes version "
+            f"{generator_version(spec.preset)}; {hint}"
         )
     world = _world_paths(root, spec)
     missing = [p for p in _expected_files(world, item_ids) if not p.is_file()]
@@ -378,23 +415,41 @@ def _expected_files(world: World, item_ids: Sequence[str]) -> Iterator[Path]:
         world.truth_class_path,
         world.truth_objects_path,
     )
+    if world.spec.preset == "hard":
+        yield from (world.root / name for name in HARD_FILES)
     for item_id in item_ids:
         for key in (*REFLECTANCE_BANDS, "scl"):
             yield world.root / _cog_href(item_id, key)
 
 
+#: Writers of the worlds other than the easy one, by preset: ``writer(root, spec, grid,
+#: progress=...) -> (region ids, STAC items)``. They build on this module's machinery, so they
+#: register here (``estimator.demo`` imports them) instead of being imported by it.
+PRESET_WRITERS: dict[str, Callable[..., tuple[list[str], list[dict[str, Any]]]]] = {}
+
+
 def _write_world(root: Path, spec: WorldSpec, *, progress: bool) -> None:
     grid = Grid(spec.size_px, spec.origin_x, spec.origin_y, spec.epsg)
-    land = build_landscape(grid, spec.coca_plots, _rng(spec, "landscape"))
-    regions = _write_ground_truth(root, spec, land)
-    acquisitions = _acquisitions(spec, grid, _rng(spec, "dates"))
-    items = _write_images(root, spec, land, acquisitions, progress=progress)
+    if spec.preset != "easy":
+        writer = PRESET_WRITERS.get(spec.preset)
+        if writer is None:
+            raise DemoWorldError(f"no writer for the '{spec.preset}' world preset; import estimator.demo first")
+        regions, items = writer(root, spec, grid, progress=progress)
+    else:
+        land = build_landscape(grid, spec.coca_plots, _rng(spec, "landscape"))
+        regions = _write_ground_truth(root, spec, land)
+        acquisitions = _acquisitions(spec, grid, _rng(spec, "dates"))
+        items = _write_images(root, spec, land, acquisitions, progress=progress)
     _write_stac(root, spec, items)
+    # An easy world's record keeps its old form, so easy worlds stay byte-identical.
+    spec_record = asdict(spec)
+    if spec.preset == "easy":
+        del spec_record["preset"]
     record = {
         "note": _SYNTHETIC_NOTE,
         "synthetic": True,
-        "generator_version": GENERATOR_VERSION,
-        "spec": asdict(spec),
+        "generator_version": generator_version(spec.preset),
+        "spec": spec_record,
         "item_ids": [item["id"] for item in items],
         "region_ids": regions,
     }
@@ -404,7 +459,7 @@ def _write_world(root: Path, spec: WorldSpec, *, progress: bool) -> None:
 
 def _rng(spec: WorldSpec, stream: str, index: int = 0) -> np.random.Generator:
     """An independent random stream per purpose, so changing one leaves the others intact."""
-    streams = {"landscape": 1, "labels": 2, "regions": 3, "dates": 4, "image": 5}
+    streams = {"landscape": 1, "labels": 2, "regions": 3, "dates": 4, "image": 5, "hard_sky": 6, "hard_image": 7}
     return np.random.default_rng(np.random.SeedSequence([spec.seed, streams[stream], index]))
 
 
@@ -724,8 +779,15 @@ def _render(root: Path, spec: WorldSpec, land: Landscape, acq: _Acquisition) -> 
     refl = refl * (1.0 - alpha) + alpha * (_CLOUD[:, None, None] * (0.8 + 0.3 * sky.opacity))
 
     nodata20 = _swath_nodata(grid.size_px // 2, acq.swath_edge)
-    nodata10 = nodata20.repeat(2, axis=0).repeat(2, axis=1)
     scl = _scene_classification(refl, sky, nodata20)
+    return _write_date(root, spec, grid, acq, refl, scl, nodata20)
+
+
+def _write_date(
+    root: Path, spec: WorldSpec, grid: Grid, acq: _Acquisition, refl: np.ndarray, scl: np.ndarray, nodata20: np.ndarray
+) -> tuple[np.ndarray, BaseGeometry]:
+    """Encode and write one date's band and SCL COGs; return its SCL histogram and footprint."""
+    nodata10 = nodata20.repeat(2, axis=0).repeat(2, axis=1)
     offset = BOA_OFFSET_DN if acq.offset_applied else 0
     transform20 = grid.transform @ Affine.scale(2)
     for b, key in enumerate(REFLECTANCE_BANDS):
@@ -763,7 +825,7 @@ def _write_cog(path: Path, data: np.ndarray, transform: Affine, epsg: int, resam
 
 
 def _write_images(
-    root: Path, spec: WorldSpec, land: Landscape, acquisitions: Sequence[_Acquisition], *, progress: bool
+    root: Path, spec: WorldSpec, land: Any, acquisitions: Sequence[_Acquisition], *, progress: bool, render: Any = None
 ) -> list[dict[str, Any]]:
     """Render every date (two at a time: numpy and GDAL release the GIL) and build its Item."""
     results: dict[int, tuple[np.ndarray, BaseGeometry]] = {}
@@ -772,7 +834,7 @@ def _write_images(
         ThreadPoolExecutor(max_workers=workers) as pool,
         tqdm(total=len(acquisitions), desc="SYNTHETIC demo world", unit="date", disable=not progress) as bar,
     ):
-        futures = {pool.submit(_render, root, spec, land, acq): acq.index for acq in acquisitions}
+        futures = {pool.submit(render or _render, root, spec, land, acq): acq.index for acq in acquisitions}
         try:
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
@@ -871,7 +933,7 @@ def _item(
         "s2:sequence": "0",
         "s2:mgrs_tile": tile,
         "earthsearch:boa_offset_applied": acq.offset_applied,
-        "processing:software": {"coca-estimator-demo-world": GENERATOR_VERSION},
+        "processing:software": {"coca-estimator-demo-world": generator_version(spec.preset)},
         "updated": _stac_time(created),
         "demo:synthetic": True,
     }
@@ -954,7 +1016,7 @@ def _write_stac(root: Path, spec: WorldSpec, items: Sequence[dict[str, Any]]) ->
             "gsd": [10, 20],
         },
         "demo:synthetic": True,
-        "demo:generator_version": GENERATOR_VERSION,
+        "demo:generator_version": generator_version(spec.preset),
     }
     _write_json(root / "stac" / "collection.json", collection)
     with (root / "stac" / "items.ndjson").open("w", encoding="utf-8") as fh:

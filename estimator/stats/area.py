@@ -9,6 +9,10 @@ it labeled by interpreters, and estimates error-adjusted areas with confidence i
 - :func:`stehman`: strata are anything else (map class x region, a previous map...);
   estimators of Stehman 2014 (eqs. 3, 25-28) for proportions and ratios, with the finite
   population correction.
+- :func:`effective_n_interval`: the interval of a domain (region) total when strata are not
+  the regions: a Jeffreys interval at Korn and Graubard's effective sample size, chosen by
+  simulation over Wald intervals with and without zero-cell adjustments, bootstraps and
+  gamma intervals (benchmarks/domain_variance.py, docs/intervals.md).
 - :func:`sample_size` and :func:`allocate`: Olofsson's sample size for a target standard
   error of overall accuracy (eq. 13), and allocation with a minimum per rare stratum.
 
@@ -21,18 +25,21 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats
 
 from estimator.errors import AreaSampleError
 
 __all__ = [
+    "UNCAPPED_FROM_UNITS",
     "AreaSampleError",
     "OlofssonResult",
     "StehmanResult",
     "allocate",
+    "effective_n_interval",
     "olofsson",
     "sample_size",
     "stehman",
@@ -199,6 +206,13 @@ class StehmanResult:
     """Area per reference class in the unit of ``strata_pixels`` times ``pixel_area``."""
     se_area: np.ndarray
     area_ci95: np.ndarray
+    """Half-width of the Wald interval, z x ``se_area``."""
+    area_low: np.ndarray
+    """Lower bound of the area interval (never below 0): the Wald interval, or the
+    asymmetric interval asked for with ``interval=``."""
+    area_high: np.ndarray
+    interval: str
+    """How ``area_low``/``area_high`` were computed: ``wald`` or ``jeffreys-effective-n``."""
     overall_accuracy: float
     se_overall_accuracy: float
     users_accuracy: np.ndarray
@@ -206,6 +220,12 @@ class StehmanResult:
     producers_accuracy: np.ndarray
     se_producers_accuracy: np.ndarray
     z: float
+    n_domain: int
+    """Sample units in the domain (all units without a domain)."""
+    n_mapped: np.ndarray
+    """Sample units in the domain per map class: the units behind each user's accuracy."""
+    n_reference: np.ndarray
+    """Sample units in the domain per reference class: behind each producer's accuracy."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
@@ -230,6 +250,73 @@ def _stratum_moments(strata: np.ndarray, ys: np.ndarray, labels: np.ndarray, siz
     return means, covs
 
 
+#: Units of the class in the region from which the effective sample size is trusted beyond
+#: the sample size (chosen on development seeds of benchmarks/domain_variance.py).
+UNCAPPED_FROM_UNITS = 10
+
+
+def effective_n_interval(
+    total: ArrayLike,
+    se: ArrayLike,
+    population: float,
+    n_units: int,
+    z: float = 1.96,
+    *,
+    positives: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of an estimated domain total: Jeffreys at Korn and Graubard's effective n.
+
+    The total is read as a proportion ``p = total / population`` of the whole population;
+    its effective sample size is ``n* = p (1 - p) / V(p)`` (the size of a simple random
+    sample as precise), and ``n`` where the sample shows no variance at all (Korn and
+    Graubard 1998, Survey Methodology 24:193-201). They cap ``n*`` at the sample size ``n``
+    because a variance estimated from few units of the class is unstable; here the cap is
+    kept only while the domain's sample holds fewer than :data:`UNCAPPED_FROM_UNITS` units of
+    the class (``positives``; always without it), so that a large region keeps the
+    precision its stratification earns. The interval is the Jeffreys interval of ``p n*``
+    successes in ``n*`` trials, Beta(x + 1/2, n* - x + 1/2) quantiles, with lower bound 0 when
+    x = 0 (Brown, Cai and DasGupta 2001, Statistical Science 16:101-133).
+
+    Why: a region's total from strata that are not regions is a sum of a few large sample
+    weights. A Wald interval is symmetric where the sampling distribution is skewed, and has
+    zero width where the region's units show no coca; the (x + 1) / (n + 2) adjustment adds
+    the same stratum-wide width to every region. In simulation (benchmarks/domain_variance.py,
+    docs/intervals.md) this was the narrowest candidate at or above 93 % coverage in every
+    size class of 10-500 ha at n = 500, 1,500 and 3,000.
+
+    Parameters
+    ----------
+    total, se
+        Estimated totals and their (textbook) standard errors, in the unit of ``population``.
+    population
+        Size of the whole population the sample was drawn from (same unit).
+    n_units
+        Sample units in the whole sample.
+    z
+        Normal quantile of the interval (1.96 for 95 %).
+    positives
+        Sample units of the class inside the domain, per total.
+
+    Returns
+    -------
+    (low, high)
+        Bounds in the unit of ``total``.
+    """
+    if population <= 0 or n_units < 1:
+        raise AreaSampleError("an interval needs a population and at least one sample unit")
+    p = np.clip(np.asarray(total, dtype=np.float64) / population, 0.0, 1.0)
+    v = (np.asarray(se, dtype=np.float64) / population) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        neff = np.where(v > 0, p * (1 - p) / np.where(v > 0, v, 1.0), float(n_units))
+    trusted = np.zeros(p.shape, dtype=bool) if positives is None else np.asarray(positives) >= UNCAPPED_FROM_UNITS
+    neff = np.maximum(np.where(trusted, neff, np.minimum(neff, float(n_units))), 1.0)
+    x = p * neff
+    alpha = 2 * stats.norm.sf(z)
+    low = np.where(x > 0, stats.beta.ppf(alpha / 2, x + 0.5, neff - x + 0.5), 0.0)
+    high = np.where(x < neff, stats.beta.ppf(1 - alpha / 2, x + 0.5, neff - x + 0.5), 1.0)
+    return low * population, high * population
+
+
 def stehman(
     strata_pixels: Mapping[Hashable, float],
     samples: Sequence[tuple[Hashable, Hashable, Hashable]],
@@ -238,6 +325,7 @@ def stehman(
     pixel_area: float = 1.0,
     domain: Sequence[bool] | None = None,
     adjust_zero_cells: bool = False,
+    interval: Literal["wald", "jeffreys-effective-n"] = "wald",
 ) -> StehmanResult:
     """Stratified estimators of Stehman (2014) for strata that differ from the map classes.
 
@@ -254,9 +342,18 @@ def stehman(
     domain
         Optional per-unit flag: estimate areas of the reference classes *within* the
         domain (e.g. a region) only; proportions stay relative to the whole population.
+        Accuracies are then the domain's own: ratio estimators (Stehman 2014, eq. 27) whose
+        numerator and denominator both count only the domain's units, so a map class with
+        no unit in the domain has no user's accuracy (NaN) rather than the population's.
     adjust_zero_cells
-        Where a stratum's indicator is constant (no unit, or every unit, of a class), use
-        the variance of (x + 1) / (n + 2) instead of zero (see :func:`olofsson`).
+        Where a stratum's reference-class indicator is constant (no unit, or every unit, of
+        a class), use the variance of (x + 1) / (n + 2) instead of zero (see
+        :func:`olofsson`): in the area SEs of the Wald interval and in the producer's
+        accuracies' SEs. With ``interval="jeffreys-effective-n"`` the areas' SEs and bounds
+        use the textbook variance, as simulated.
+    interval
+        ``wald``: estimate -/+ z SE (lower bound clipped at 0). ``jeffreys-effective-n``:
+        see :func:`effective_n_interval` (for domain estimates).
 
     Raises
     ------
@@ -265,6 +362,8 @@ def stehman(
     """
     if not samples:
         raise AreaSampleError("the sample is empty")
+    if interval not in ("wald", "jeffreys-effective-n"):
+        raise AreaSampleError(f"unknown interval {interval!r}; use 'wald' or 'jeffreys-effective-n'")
     strata = np.array([s[0] for s in samples], dtype=object)
     mapped = np.array([s[1] for s in samples], dtype=object)
     ref = np.array([s[2] for s in samples], dtype=object)
@@ -282,34 +381,44 @@ def stehman(
     N = N_h.sum()
     fpc = 1 - n_h / N_h
     in_domain = np.ones(len(samples), dtype=bool) if domain is None else np.asarray(domain, dtype=bool)
+    if in_domain.shape != (len(samples),):
+        raise AreaSampleError(f"domain must flag each of the {len(samples)} sample units, got {in_domain.shape}")
 
     classes = tuple(sorted({*mapped.tolist(), *ref.tolist()}, key=str))
     k = len(classes)
-    # Columns: [ref==c & domain]_c, [map==c]_c, [map==ref==c]_c, [map==ref]
+    d = in_domain.astype(float)[:, None]
+    # Columns, each restricted to the domain: [ref==c]_c, [map==c]_c, [map==ref==c]_c,
+    # [map==ref], [in domain]
     ref_c = np.stack([(ref == c) for c in classes], axis=1).astype(float)
     map_c = np.stack([(mapped == c) for c in classes], axis=1).astype(float)
     agree_c = ref_c * map_c
-    ys = np.concatenate([ref_c * in_domain[:, None], map_c, agree_c, (mapped == ref).astype(float)[:, None]], axis=1)
+    ys = np.concatenate([ref_c * d, map_c * d, agree_c * d, (mapped == ref).astype(float)[:, None] * d, d], axis=1)
     means, covs = _stratum_moments(strata, ys, labels, N_h)
+    wgt = (N_h**2 * fpc / n_h)[:, None, None]
+    textbook_var = np.diag((wgt * covs).sum(axis=0)).copy()
     if adjust_zero_cells:
+        # Reference-class columns only, as Olofsson's eq. 10 adjustment: the reference class
+        # of unsampled pixels is unknown, while a map-class column (and so an agreement
+        # column) is zero by construction in every stratum of another map class, and an
+        # adjustment there would only invent variance for the user's accuracies.
+        ref_diag = np.arange(k)
         for h in range(len(labels)):
-            x = means[h] * n_h[h]
-            flat = np.isclose(np.diag(covs[h]), 0.0)
+            x = means[h, :k] * n_h[h]
+            flat = np.isclose(covs[h][ref_diag, ref_diag], 0.0)
             pt = (x + 1) / (n_h[h] + 2)
             adj = pt * (1 - pt) * n_h[h] / (n_h[h] - 1)
-            covs[h][np.diag_indices(ys.shape[1])] = np.where(flat, adj, np.diag(covs[h]))
+            covs[h][ref_diag, ref_diag] = np.where(flat, adj, covs[h][ref_diag, ref_diag])
 
     totals = (N_h[:, None] * means).sum(axis=0)  # Y_hat = sum_h N_h ybar_h (eq. 26)
     # V(Y_hat) with the finite population correction; covariances for the ratios
-    wv = (N_h**2 * fpc / n_h)[:, None, None] * covs
-    cov_tot = wv.sum(axis=0)
+    cov_tot = (wgt * covs).sum(axis=0)
 
-    # column blocks of ys: reference class (in domain), map class, agreement per class, overall
-    ref_cols, agree_col = slice(0, k), 3 * k
+    # column blocks of ys: reference class, map class, agreement per class, overall, domain
+    ref_cols, agree_col, dom_col = slice(0, k), 3 * k, 3 * k + 1
     prop = totals[ref_cols] / N
-    se_prop = np.sqrt(np.diag(cov_tot)[ref_cols]) / N
-    oa = totals[agree_col] / N
-    se_oa = float(np.sqrt(cov_tot[agree_col, agree_col]) / N)
+    # the SE behind the interval: the Jeffreys interval is built on the textbook variance
+    var_ref = np.diag(cov_tot)[ref_cols] if interval == "wald" else textbook_var[ref_cols]
+    se_prop = np.sqrt(var_ref) / N
 
     def ratio(num: int, den: int) -> tuple[float, float]:
         y, x = totals[num], totals[den]
@@ -319,10 +428,19 @@ def stehman(
         var = (cov_tot[num, num] + r**2 * cov_tot[den, den] - 2 * r * cov_tot[num, den]) / x**2  # eq. 28
         return float(r), float(np.sqrt(max(var, 0.0)))
 
+    if domain is None:  # the domain column is the constant 1: OA = total / N exactly (eq. 26)
+        oa, se_oa = float(totals[agree_col] / N), float(np.sqrt(cov_tot[agree_col, agree_col]) / N)
+    else:
+        oa, se_oa = ratio(agree_col, dom_col)
     ua = np.array([ratio(2 * k + i, k + i) for i in range(k)])
-    pa = np.array([ratio(2 * k + i, i) for i in range(k)]) if domain is None else np.full((k, 2), np.nan)
+    pa = np.array([ratio(2 * k + i, i) for i in range(k)])
     area = prop * N * pixel_area
     se_area = se_prop * N * pixel_area
+    if interval == "wald":
+        low, high = np.maximum(area - z * se_area, 0.0), area + z * se_area
+    else:
+        positives = (ref_c * d).sum(axis=0)
+        low, high = effective_n_interval(area, se_area, N * pixel_area, len(samples), z, positives=positives)
     return StehmanResult(
         classes=classes,
         area_proportion=prop,
@@ -330,13 +448,19 @@ def stehman(
         area=area,
         se_area=se_area,
         area_ci95=z * se_area,
+        area_low=low,
+        area_high=high,
+        interval=interval,
         overall_accuracy=float(oa),
-        se_overall_accuracy=se_oa,
+        se_overall_accuracy=float(se_oa),
         users_accuracy=ua[:, 0],
         se_users_accuracy=ua[:, 1],
         producers_accuracy=pa[:, 0],
         se_producers_accuracy=pa[:, 1],
         z=z,
+        n_domain=int(in_domain.sum()),
+        n_mapped=(map_c * d).sum(axis=0).astype(int),
+        n_reference=(ref_c * d).sum(axis=0).astype(int),
     )
 
 

@@ -3,9 +3,10 @@
 Reads the sample written by ``estimator sample`` after interpreters filled in their labels,
 checks it belongs to this run, and replaces each record's ``area_ha`` by the design-based
 estimate: per region with Olofsson et al. (2014) when strata are region x map class
-(``stratified-olofsson2014``), or with Stehman (2014) domain estimators when strata are map
-classes only (``stehman2014``). Accuracies and interpreter agreement go to
-``assessment.json`` and the report.
+(``stratified-olofsson2014``; with Stehman's estimator over the cells of a region that
+overlapping regions split), or with Stehman (2014) domain estimators when strata are map
+classes only (``stehman2014``). Accuracies, each region's own, and interpreter agreement go
+to ``assessment.json`` and the report.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from estimator.regions.geometry import to_crs
 from estimator.report.run_report import render_report_md
 from estimator.run.rundir import RunDir, open_run, write_estimates
 from estimator.stages.estimate import apply_coverage
-from estimator.stats.area import AreaSampleError, olofsson, stehman
+from estimator.stats.area import AreaSampleError, StehmanResult, olofsson, stehman
 from estimator.stats.sample import LABEL_FIELDS
 
 __all__ = ["ReferenceSample", "assess_run", "read_reference"]
@@ -158,13 +159,27 @@ def _read_codes(run: RunDir, features: Sequence[dict[str, Any]]) -> list[int]:
     return out
 
 
+def _strata_regions(s: dict[str, Any]) -> list[str]:
+    """Regions a stratum's pixels lie in (samples drawn before overlaps were handled name one)."""
+    return list(s.get("regions") or [s["region"]])
+
+
 def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: bool) -> dict[str, dict[str, Any]]:
+    """Strata are region x map class, or map class x cell of overlapping regions. A region
+    that is one cell is estimated with Olofsson's estimator on its own strata; a region made
+    of several cells (a province holding a district) with Stehman's estimator on the strata
+    of its cells, which partition it, so no unit outside the region enters its estimate."""
     classes = list(run.classes)
     k = len(classes)
     out = {}
     for region in run.regions:
-        strata = [s for s in ref.sampling["strata"] if s["region"] == region.id]
+        strata = [s for s in ref.sampling["strata"] if region.id in _strata_regions(s)]
         if not strata:
+            continue
+        ids = {s["id"] for s in strata}
+        units = [u for u in ref.units if u["stratum"] in ids]
+        if len({s["region"] for s in strata}) > 1:
+            out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust)
             continue
         N = np.zeros(k)
         area = 0.0
@@ -172,7 +187,6 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
             N[classes.index(s["map_class"])] = s["pixels"]
             area += s["area_ha"]
         counts = np.zeros((k, k))
-        units = [u for u in ref.units if u["region"] == region.id]
         for u in units:
             counts[classes.index(u["map_class"]), classes.index(u["reference"])] += 1
         try:
@@ -181,15 +195,54 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
             raise ReferenceSampleError(f"region {region.id}: {e}") from None
         out[region.id] = {
             "estimator": "stratified-olofsson2014",
+            "accuracy_scope": "region: strata lie inside the region",
             "area_ha": r.area_ha, "se_area_ha": r.se_area_ha,
+            "ci_low_ha": np.maximum(r.area_ha - r.area_ci95_ha, 0.0), "ci_high_ha": r.area_ha + r.area_ci95_ha,
             "users_accuracy": r.users_accuracy, "producers_accuracy": r.producers_accuracy,
             "users_ci95": r.users_ci95, "producers_ci95": r.producers_ci95,
             "overall_accuracy": r.overall_accuracy, "overall_ci95": r.overall_ci95, "n": len(units),
+            "n_mapped": counts.sum(axis=1).astype(int), "n_reference": counts.sum(axis=0).astype(int),
         }
     return out
 
 
+def _pick(r: StehmanResult, classes: list[str], a: np.ndarray, fill: float) -> np.ndarray:
+    order = [r.classes.index(c) if c in r.classes else None for c in classes]
+    return np.array([a[i] if i is not None else fill for i in order])
+
+
+def _stehman_record(r: StehmanResult, classes: list[str], z: float, scope: str) -> dict[str, Any]:
+    return {
+        "estimator": "stehman2014",
+        "accuracy_scope": scope,
+        "area_ha": _pick(r, classes, r.area, 0.0), "se_area_ha": _pick(r, classes, r.se_area, 0.0),
+        "ci_low_ha": _pick(r, classes, r.area_low, 0.0), "ci_high_ha": _pick(r, classes, r.area_high, 0.0),
+        "users_accuracy": _pick(r, classes, r.users_accuracy, np.nan),
+        "producers_accuracy": _pick(r, classes, r.producers_accuracy, np.nan),
+        "users_ci95": z * _pick(r, classes, r.se_users_accuracy, np.nan),
+        "producers_ci95": z * _pick(r, classes, r.se_producers_accuracy, np.nan),
+        "overall_accuracy": r.overall_accuracy, "overall_ci95": z * r.se_overall_accuracy, "n": r.n_domain,
+        "n_mapped": _pick(r, classes, r.n_mapped, 0).astype(int), "n_reference": _pick(r, classes, r.n_reference, 0).astype(int),
+    }
+
+
+def _stehman_over_cells(
+    region: str, strata: list[dict[str, Any]], units: list[dict[str, Any]], classes: list[str], z: float, adjust: bool
+) -> dict[str, Any]:
+    px = {s["id"]: s["pixels"] for s in strata}
+    px_area = sum(s["area_ha"] for s in strata) / sum(px.values())
+    samples = [(u["stratum"], u["map_class"], u["reference"]) for u in units]
+    try:
+        r = stehman(px, samples, z=z, pixel_area=px_area, adjust_zero_cells=adjust)
+    except AreaSampleError as e:
+        raise ReferenceSampleError(f"region {region}: {e}") from None
+    return _stehman_record(r, classes, z, "region: strata are the cells of overlapping regions that make it up")
+
+
 def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool) -> dict[str, dict[str, Any]]:
+    """Strata are map classes over all regions; each region is a domain. Areas get the
+    Jeffreys interval at the effective sample size (``adjust``) or the textbook Wald
+    interval; accuracies count only the region's units."""
     classes = list(run.classes)
     strata = {s["id"]: s["pixels"] for s in ref.sampling["strata"]}
     area_total = sum(s["area_ha"] for s in ref.sampling["strata"])
@@ -201,22 +254,25 @@ def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool
         geom = shapely.prepared.prep(to_crs(region.geometry, crs))
         inside = [geom.contains(Point(u["x"], u["y"])) for u in ref.units]
         try:
-            r = stehman(strata, samples, z=z, pixel_area=px_area, domain=inside, adjust_zero_cells=adjust)
+            r = stehman(
+                strata, samples, z=z, pixel_area=px_area, domain=inside, adjust_zero_cells=adjust,
+                interval="jeffreys-effective-n" if adjust else "wald",
+            )
         except AreaSampleError as e:
             raise ReferenceSampleError(str(e)) from None
-        order = [r.classes.index(c) if c in r.classes else None for c in classes]
-
-        def pick(a: np.ndarray, order: list[int | None] = order) -> np.ndarray:
-            return np.array([a[i] if i is not None else 0.0 for i in order])
-
-        out[region.id] = {
-            "estimator": "stehman2014",
-            "area_ha": pick(r.area), "se_area_ha": pick(r.se_area),
-            "users_accuracy": pick(r.users_accuracy), "producers_accuracy": np.full(len(classes), np.nan),
-            "users_ci95": z * pick(r.se_users_accuracy), "producers_ci95": np.full(len(classes), np.nan),
-            "overall_accuracy": r.overall_accuracy, "overall_ci95": z * r.se_overall_accuracy, "n": int(sum(inside)),
-        }
+        out[region.id] = _stehman_record(r, classes, z, "region as a domain: ratios of the region's units only")
     return out
+
+
+def _interval_note(by_region: bool, adjust: bool) -> str:
+    if not adjust:
+        return "Wald: estimate -/+ z SE with the textbook variance"
+    if by_region:
+        return "Wald: estimate -/+ z SE with the zero-cell adjusted variance"
+    return (
+        "regions are domains of map-class strata: Jeffreys interval at the Korn-Graubard effective sample size "
+        "(docs/intervals.md); se_area_ha is the larger of the SE and the interval's half-width / z"
+    )
 
 
 def _num(v: float) -> float | None:
@@ -234,8 +290,11 @@ def assess_run(
     """Update the run's estimates, assessment and report from a labeled sample.
 
     ``adjust_zero_cells`` (default on) keeps strata whose sample shows no error from
-    contributing zero variance (see :func:`estimator.stats.area.olofsson`); off gives the
-    textbook formulas, whose intervals collapse to zero width for a near-perfect map.
+    contributing zero variance (see :func:`estimator.stats.area.olofsson`) and, where regions are
+    domains of map-class strata, bounds each region's area with a Jeffreys interval at the
+    effective sample size (:func:`estimator.stats.area.effective_n_interval`); off gives the
+    textbook formulas and Wald intervals, which collapse to zero width where the sample
+    shows no error.
     """
     run = open_run(run_dir)
     ref = read_reference(reference, run)
@@ -251,12 +310,16 @@ def assess_run(
             continue
         i = classes.index(rec["class"])
         a, se = float(res["area_ha"][i]), float(res["se_area_ha"][i])
+        lo, hi = float(res["ci_low_ha"][i]), float(res["ci_high_ha"][i])
         rec.update(
             estimator=res["estimator"],
             area_ha=round(a, 4),
-            se_area_ha=round(se, 4),
-            ci95_low_ha=round(max(a - z * se, 0.0), 4),
-            ci95_high_ha=round(a + z * se, 4),
+            # An asymmetric interval (Jeffreys) can be wider than z SE, e.g. where the
+            # sample shows no coca in the region and SE is 0; the extrapolation to the
+            # unobserved part (estimate.apply_coverage) must not be narrower than the interval.
+            se_area_ha=round(max(se, (hi - lo) / (2 * z)), 4),
+            ci95_low_ha=round(max(lo, 0.0), 4),
+            ci95_high_ha=round(hi, 4),
             users_accuracy=_num(res["users_accuracy"][i]),
             producers_accuracy=_num(res["producers_accuracy"][i]),
             sample_n=res["n"],
@@ -266,22 +329,25 @@ def assess_run(
     assessment = {
         "reference": str(Path(reference).resolve()),
         "design": ref.sampling["design"],
-        "estimator": next(iter(results.values()))["estimator"] if results else None,
+        "estimator": ", ".join(sorted({r["estimator"] for r in results.values()})) if results else None,
         "n_units": len(ref.units),
         "z": z,
         "variance": "zero cells adjusted: (x+1)/(n+2) where a stratum shows none or all of a class"
         if adjust_zero_cells
         else "textbook (Olofsson 2014 eq. 10 / Stehman 2014 eq. 25)",
+        "interval": _interval_note(by_region, adjust_zero_cells),
         "interpreters": ref.agreement,
         "regions": {
             rid: {
                 "n": r["n"],
+                "accuracy_scope": r["accuracy_scope"],
                 "overall_accuracy": _num(r["overall_accuracy"]),
                 "overall_ci95": _num(r["overall_ci95"]),
                 "per_class": {
                     c: {
                         "users_accuracy": _num(r["users_accuracy"][i]), "users_ci95": _num(r["users_ci95"][i]),
                         "producers_accuracy": _num(r["producers_accuracy"][i]), "producers_ci95": _num(r["producers_ci95"][i]),
+                        "units_mapped": int(r["n_mapped"][i]), "units_reference": int(r["n_reference"][i]),
                     }
                     for i, c in enumerate(classes)
                 },
@@ -289,6 +355,9 @@ def assess_run(
             for rid, r in results.items()
         },
         "ci_note": "ci95_low_ha is clipped at 0; intervals describe the observed part of each region.",
+        "accuracy_note": "Accuracies are each region's own: estimated from the region's sample units only. "
+        "A user's accuracy needs units mapped as the class in the region, a producer's accuracy units of that "
+        "reference class; where there are none it is null (not estimable), never the whole sample's figure.",
     }
     meta = {k: v for k, v in est.items() if k != "records"}
     write_estimates(run.path, records, {**meta, "assessment": "assessment.json"})

@@ -1,7 +1,10 @@
 """Stratified random sample of pixel centres from a run's class map, for reference labeling.
 
 Strata are map classes, by default crossed with regions (``region|class``) so that each
-region gets its own error-adjusted estimate. Allocation follows Olofsson et al. (2014):
+region gets its own error-adjusted estimate. Regions may overlap (a district inside a
+province): strata are then drawn on the partition of the overlaps, one cell per set of
+regions a pixel lies in (``province+district|coca``, ``province|coca``), and ``assess``
+estimates each region from the cells that make it up. Allocation follows Olofsson et al. (2014):
 a minimum number of units per stratum (rare classes such as coca), the rest proportional
 to stratum size; without ``n``, the total comes from a target standard error of overall
 accuracy (their eq. 13). Drawing is exact and streaming: pass 1 counts pixels per stratum,
@@ -46,55 +49,110 @@ class Stratum:
     id: str
     map_class: str
     region: str | None
+    """The cell's label: a region id, or ids joined by ``+`` where regions overlap."""
     pixels: int
     area_ha: float
+    regions: tuple[str, ...] = ()
+    """Every region the stratum's pixels lie in (empty for map-class strata)."""
 
 
 def stratum_id(region: str | None, map_class: str) -> str:
     return f"{region}|{map_class}" if region is not None else map_class
 
 
-def _block_strata(run: RunDir, codes: np.ndarray, regions: np.ndarray, by_region: bool) -> np.ndarray:
+#: Up to this many regions, a pixel's region set is an integer below 2**n and cells are
+#: found by counting (np.bincount, linear); beyond it, by sorting (np.unique).
+_COUNTED_REGIONS = 20
+
+
+def _cell_keys(regions: np.ndarray) -> np.ndarray:
+    """Per pixel, the set of regions it lies in (a bit per region): the cell of the
+    partition that overlapping regions make. Integers for up to 62 regions, else bytes."""
+    if regions.shape[0] <= 62:
+        key = np.zeros(regions.shape[1:], dtype=np.int64)
+        for i in range(regions.shape[0]):  # masked writes: 5x faster than packbits across regions
+            key[regions[i]] |= 1 << i
+        return key
+    packed = np.packbits(regions, axis=0, bitorder="little")  # (ceil(R / 8), h, w)
+    flat = np.ascontiguousarray(np.moveaxis(packed, 0, -1))
+    return flat.view(np.dtype((np.void, packed.shape[0])))[..., 0]
+
+
+def _block_strata(run: RunDir, codes: np.ndarray, regions: np.ndarray, cells: dict[Any, int] | None, grow: bool = False) -> np.ndarray:
     """Stratum index per pixel of a block (-1 outside regions or unobserved).
 
-    Index = region_index * n_classes + (code - 1) when by region, else code - 1.
+    Index = cell_index * n_classes + (code - 1) with ``cells`` (region set -> cell index;
+    new sets are added when ``grow``), or code - 1 for map-class strata (``cells=None``).
     """
     k = len(run.classes)
     out = np.full(codes.shape, -1, dtype=np.int64)
-    observed = codes > 0
-    if by_region:
-        for r in range(regions.shape[0]):
-            sel = regions[r] & observed
-            out[sel] = r * k + codes[sel].astype(np.int64) - 1
-    else:
-        sel = regions.any(axis=0) & observed
+    sel = regions.any(axis=0) & (codes > 0)
+    if cells is None:
         out[sel] = codes[sel].astype(np.int64) - 1
+        return out
+    if not sel.any():
+        return out
+    keys = _cell_keys(regions)[sel]
+    if regions.shape[0] <= _COUNTED_REGIONS:
+        present = np.flatnonzero(np.bincount(keys, minlength=1))
+        inverse = keys
+    else:
+        present, inverse = np.unique(keys, return_inverse=True)
+    index = np.full(int(present.max()) + 1 if regions.shape[0] <= _COUNTED_REGIONS else len(present), -1, dtype=np.int64)
+    for i, key in enumerate(present.tolist()):
+        if key not in cells:
+            if not grow:
+                raise EstimatorError("the class map or regions changed between the two passes of sampling; sample again")
+            cells[key] = len(cells)
+        index[key if regions.shape[0] <= _COUNTED_REGIONS else i] = cells[key]
+    out[sel] = index[inverse.ravel()] * k + codes[sel].astype(np.int64) - 1
     return out
 
 
-def stratum_table(run: RunDir, by_region: bool = True, progress: bool = False) -> list[Stratum]:
-    """Pass 1: pixels and true hectares of every non-empty stratum, in a fixed order."""
+def _cell_regions(run: RunDir, key: Any) -> tuple[str, ...]:
+    if isinstance(key, int):
+        return tuple(r.id for i, r in enumerate(run.regions) if key >> i & 1)
+    bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8), bitorder="little")[: len(run.regions)]
+    return tuple(run.regions[i].id for i in np.flatnonzero(bits))
+
+
+def stratum_table(run: RunDir, by_region: bool = True, progress: bool = False) -> tuple[list[Stratum], dict[Any, int] | None]:
+    """Pass 1: pixels and true hectares of every non-empty stratum, in a fixed order (cells
+    by their first region in the run's order, then map class), and the cell index of every
+    region set for pass 2 (None for map-class strata)."""
     k = len(run.classes)
-    n_strata = k * (len(run.regions) if by_region else 1)
-    pixels = np.zeros(n_strata, dtype=np.int64)
-    area = np.zeros(n_strata, dtype=np.float64)
+    cells: dict[Any, int] | None = {} if by_region else None
+    pixels = np.zeros(k, dtype=np.int64)
+    area = np.zeros(k, dtype=np.float64)
     for b in tqdm(list(run.blocks()), desc="count strata", unit="block", disable=not progress, leave=False):
-        if by_region and (b.regions.sum(axis=0) > 1).any():
-            raise EstimatorError(
-                "regions overlap, so region x class strata are not a partition; sample with --strata class"
-            )
-        s = _block_strata(run, b.codes, b.regions, by_region)
+        s = _block_strata(run, b.codes, b.regions, cells, grow=True)
         ok = s >= 0
-        pixels += np.bincount(s[ok], minlength=n_strata)
-        area += np.bincount(s[ok], weights=b.pixel_area_m2[ok], minlength=n_strata) / 1e4
+        size = max(k * len(cells or ()), pixels.size)  # new cells may have appeared
+        pixels = np.pad(pixels, (0, size - pixels.size))
+        area = np.pad(area, (0, size - area.size))
+        pixels += np.bincount(s[ok], minlength=size)
+        area += np.bincount(s[ok], weights=b.pixel_area_m2[ok], minlength=size) / 1e4
+    if cells is None:
+        return [
+            Stratum(stratum_id(None, c), c, None, int(pixels[i]), float(area[i])) for i, c in enumerate(run.classes) if pixels[i]
+        ], None
+    order = {rid.id: i for i, rid in enumerate(run.regions)}
+    members = {key: _cell_regions(run, key) for key in cells}
+    # Cells in the order of their regions, so that regions that do not overlap keep the
+    # strata order (and so the draws) of a plain region x class design.
+    ranked = sorted(cells, key=lambda key: [order[r] for r in members[key]])
+    labels = ["+".join(members[key]) for key in ranked]
+    if len(set(labels)) < len(labels):
+        raise EstimatorError("region ids that contain '+' make overlapping cells ambiguous; rename those regions")
     out = []
-    for i in range(n_strata):
-        if pixels[i] == 0:
-            continue
-        region = run.regions[i // k].id if by_region else None
-        cls = run.classes[i % k]
-        out.append(Stratum(stratum_id(region, cls), cls, region, int(pixels[i]), float(area[i])))
-    return out
+    for key in ranked:
+        label = "+".join(members[key])
+        for c in range(k):
+            i = cells[key] * k + c
+            if i < pixels.size and pixels[i]:
+                cls = run.classes[c]
+                out.append(Stratum(stratum_id(label, cls), cls, label, int(pixels[i]), float(area[i]), members[key]))
+    return out, cells
 
 
 def draw_sample(
@@ -120,7 +178,7 @@ def draw_sample(
         raise EstimatorError(
             f"--expected-ua {bad_ua}: give CLASS=ACCURACY with a class of this run ({', '.join(run.classes)}) and 0 < ACCURACY <= 1"
         )
-    strata = stratum_table(run, by_region, progress)
+    strata, cells = stratum_table(run, by_region, progress)
     if not strata:
         raise EstimatorError(f"{run.path}: no observed pixel inside the regions; nothing to sample")
     sizes = np.array([s.pixels for s in strata])
@@ -145,17 +203,17 @@ def draw_sample(
     # Pass 2: walk the same blocks in the same order, counting each stratum's pixels, and
     # keep those whose running index was drawn.
     k = len(run.classes)
-    region_ids = [x.id for x in run.regions]
+    cell_of = {"+".join(_cell_regions(run, key)): i for key, i in (cells or {}).items()}
     index_of = {}
     for j, st in enumerate(strata):
-        r = region_ids.index(st.region) if by_region and st.region is not None else 0
-        index_of[r * k + run.classes.index(st.map_class)] = j
+        c = cell_of[st.region] if st.region is not None else 0
+        index_of[c * k + run.classes.index(st.map_class)] = j
     seen = np.zeros(len(strata), dtype=np.int64)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     which: list[np.ndarray] = []
     for b in tqdm(list(run.blocks()), desc="draw sample", unit="block", disable=not progress, leave=False):
-        block_strata = _block_strata(run, b.codes, b.regions, by_region)
+        block_strata = _block_strata(run, b.codes, b.regions, cells)
         for raw, j in index_of.items():
             rr, cc = np.nonzero(block_strata == raw)
             if rr.size == 0:
@@ -182,6 +240,7 @@ def draw_sample(
             "sample_id": f"s{i:05d}",
             "stratum": s.id,
             "region": s.region,
+            "regions": list(s.regions),
             "map_class": s.map_class,
             "row": int(row[i]),
             "col": int(col[i]),
@@ -196,8 +255,13 @@ def draw_sample(
         "sampling": {
             "schema": SAMPLE_SCHEMA,
             "design": "stratified random sample of pixel centres; strata = "
-            + ("region x map class" if by_region else "map class"),
+            + (
+                ("region x map class" if not any(len(s.regions) > 1 for s in strata) else "map class x cell of overlapping regions")
+                if by_region
+                else "map class"
+            ),
             "by_region": by_region,
+            "overlapping_regions": any(len(s.regions) > 1 for s in strata),
             "run": str(run.path),
             "class_map_sha256": run.class_map_sha256(),
             "grid_crs": str(run.grid.crs),
@@ -205,7 +269,10 @@ def draw_sample(
             "n": int(len(features)),
             "min_per_stratum": min_per_stratum,
             "strata": [
-                {"id": s.id, "map_class": s.map_class, "region": s.region, "pixels": s.pixels, "area_ha": round(s.area_ha, 6), "n": int(a)}
+                {
+                    "id": s.id, "map_class": s.map_class, "region": s.region, "regions": list(s.regions),
+                    "pixels": s.pixels, "area_ha": round(s.area_ha, 6), "n": int(a),
+                }
                 for s, a in zip(strata, alloc, strict=True)
             ],
             "synthetic": run.synthetic,

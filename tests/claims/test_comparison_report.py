@@ -95,20 +95,20 @@ def test_report_shows_claims_tables_maps_and_is_self_contained(run_copy, small_w
     # banner at the top, per run, and at the bottom; charts carry it inside the image
     assert html.count(SYNTHETIC_BANNER) >= 2 + len(comparison["runs"])
     assert md.startswith(f"> **{SYNTHETIC_BANNER}")
-    for anchor in ("summary", "claims", "timeseries", "maps", "coverage", "accuracy", "provenance"):
+    for anchor in ("summary", "claims", "verdicts", "unmatched", "maps", "coverage", "accuracy", "provenance"):
         assert f'id="{anchor}"' in html
-    for img in ("claims", "timeseries", "map_run0", "map_run1"):
+    for img in ("claims", "map_run0", "map_run1"):
         assert re.search(rf'<img id="{img}" alt="[^"]*" src="data:image/png;base64,', html), img
         assert f"(report_{img}.png)" in md and (tmp_path / "cmp" / f"report_{img}.png").is_file()
     for table in ("verdicts", "coverage", "accuracy"):
-        assert f'<table class="{table}">' in html
+        assert f'<table class="{table} stack">' in html
     assert "stratified-olofsson2014" in html and "user&#x27;s accuracy" in html and " ± " in html
     assert "Scene ids (" in html and "Job config" in html and "<details>" in html
     # plain language, numbers from the comparison
     e = comparison["estimates"][1]
-    assert "Imagery supports between" in html and "times the" in html
-    assert "claim of at least 25,000 ha" in html and "claim of at most 3,000 ha" in html
-    assert "demo-elsewhere: region not in any run" in html
+    assert "Imagery supports" in html and "times the estimate" in html
+    assert "said at least 25,000 ha" in html and "said at most 3,000 ha" in html
+    assert re.search(r"<td[^>]*>demo-elsewhere</td><td[^>]*>region not in any run</td>", html)
     # nothing loaded from anywhere: only the claim's source is a link, quotes are escaped
     assert "default-src &#x27;none&#x27;" not in html and "default-src 'none'" in html
     assert not re.search(r"<script|<link|<iframe|<object|@import|url\(", html, flags=re.IGNORECASE)
@@ -117,7 +117,19 @@ def test_report_shows_claims_tables_maps_and_is_self_contained(run_copy, small_w
     assert set(re.findall(r'href="([^"#][^"]*)"', html)) == {"https://example.org/news/1"}
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "javascript:alert(1)" not in re.findall(r'href="([^"]*)"', html)
     assert "<script>" not in md and "\\|" in md
-    assert e["region_name"] in md and "| claim | claimant |" in md
+    assert e["region_name"] in md and "| # | who | claimed |" in md and "said at least 25,000 ha" in md
+    # every figure of the page, drawn again: no two texts overlap
+    from estimator.regions.geometry import to_crs
+    from estimator.report.figures import claims_figure, probability_figure, pyplot
+
+    from .test_report_scale import text_overlaps
+
+    run = open_run(run_copy)
+    outlines = [(g.id, to_crs(g.geometry, str(run.grid.crs))) for g in run.regions]
+    for fig in (claims_figure(comparison["estimates"], comparison["claims"], synthetic=True),
+                probability_figure(run_copy / "maps" / "coca_probability.tif", outlines, title="t", synthetic=True)):
+        assert text_overlaps(fig) == []
+        pyplot().close(fig)
 
 
 def test_report_without_run_directories_still_renders(tmp_path):
@@ -132,8 +144,8 @@ def test_report_without_run_directories_still_renders(tmp_path):
     comparison = comparison_for(run, second_period=False)
     comparison["claims"] = [c for c in comparison["claims"] if c["region"] == "r1" and c["kind"] != "growth_rate"]
     html, _, paths = _render(comparison, tmp_path / "out")
-    assert "no probability map to show" in html and "not a finished run directory" in html
-    assert "The classifier maps 120 ha" in html and "only 62 % of the region was seen clear" in html
+    assert "No probability map to show for 1 run(s)" in html and "not a finished run directory" in html
+    assert "The classifier maps 120 ha" in html and "62 % of the region seen clear" in html
     assert "No labeled reference sample" in html
     assert 'id="timeseries"' not in html
     assert [p.name for p in paths] == [HTML_NAME, MD_NAME, "report_claims.png"]

@@ -18,8 +18,7 @@ from estimator.demo.world import WorldSpec, generate_world
 from estimator.run.pipeline import run
 from estimator.stages.estimate import RECORD_FIELDS
 from estimator.testing.servers import serve_world
-
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from estimator.bands import REFLECTANCE_BANDS
 from estimator.stages.features import FEATURE_NAMES, HARVEST_DROP, compute_features, features_dask, sorting_network
-
-from .features_reference import quantiles, reference_features
+from tests.features_reference import quantiles, reference_features
 
 B = {b: i for i, b in enumerate(REFLECTANCE_BANDS)}
 

@@ -174,3 +174,75 @@ def test_sample_and_assess_commands(run_copy, small_world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "estimator", "assess", run_copy, "--reference", s], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "no label" in r.stderr
     assert np.isfinite(json.loads((run_copy / "estimates.json").read_text())["records"][0]["area_ha"])
+
+
+def _add_province(run_copy, tmp_path) -> tuple[str, str]:
+    """Add a region 'province' holding the run's first two (disjoint) regions, with the
+    records a run would have for it (their sums)."""
+    from pathlib import Path
+
+    from shapely.geometry import mapping, shape
+    from shapely.ops import unary_union
+
+    man = json.loads((run_copy / "manifest.json").read_text())
+    cfg = man["config"]["regions"]
+    fc = json.loads(Path(cfg["file"]).read_text())
+    a, b = fc["features"][:2]
+    ida, idb = a["properties"][cfg["id_field"]], b["properties"][cfg["id_field"]]
+    union = unary_union([shape(a["geometry"]), shape(b["geometry"])])
+    fc["features"].append({"type": "Feature", "properties": {cfg["id_field"]: "province"}, "geometry": mapping(union)})
+    (tmp_path / "regions.geojson").write_text(json.dumps(fc))
+    cfg["file"] = str(tmp_path / "regions.geojson")
+    write_json(run_copy / "manifest.json", man)
+    est = json.loads((run_copy / "estimates.json").read_text())
+    by = {(r["region"], r["class"]): r for r in est["records"]}
+    for cls in {r["class"] for r in est["records"]}:
+        ra, rb = by[(ida, cls)], by[(idb, cls)]
+        rec = dict(ra, region="province")
+        for key in ("region_area_ha", "mapped_area_ha", "area_ha"):
+            rec[key] = ra[key] + rb[key]
+        est["records"].append(rec)
+    write_json(run_copy / "estimates.json", est)
+    return ida, idb
+
+
+def test_nested_regions_with_region_class_strata(run_copy, small_world, tmp_path):
+    ida, idb = _add_province(run_copy, tmp_path)
+    run = open_run(run_copy)
+    fc = draw_sample(run, n=900, min_per_stratum=20, seed=1)
+    assert fc["sampling"]["overlapping_regions"]
+    assert {s["region"] for s in fc["sampling"]["strata"]} >= {f"{ida}+province", f"{idb}+province"}
+    write_json(tmp_path / "lab.geojson", label_with_truth(fc, small_world, seed=1))
+    out = assess_run(run_copy, tmp_path / "lab.geojson")
+    rec = {(r["region"], r["class"]): r for r in out["records"]}
+    assert rec[(ida, "coca")]["estimator"] == "stratified-olofsson2014"
+    assert rec[("province", "coca")]["estimator"] == "stehman2014"
+    for cls in run.classes:  # the province is its two cells: point estimates add up
+        assert rec[("province", cls)]["area_ha"] == pytest.approx(rec[(ida, cls)]["area_ha"] + rec[(idb, cls)]["area_ha"], rel=1e-6, abs=1e-4)
+    truth = _truth(small_world)
+    true_p = truth[ida]["coca"] + truth[idb]["coca"]
+    p = rec[("province", "coca")]
+    assert p["ci95_low_ha"] <= true_p <= p["ci95_high_ha"]
+    assert p["sample_n"] == rec[(ida, "coca")]["sample_n"] + rec[(idb, "coca")]["sample_n"]
+    a = json.loads((run_copy / "assessment.json").read_text())
+    assert "cells" in a["regions"]["province"]["accuracy_scope"]
+
+
+def test_class_strata_give_each_region_its_own_accuracies(run_copy, small_world, tmp_path):
+    run = open_run(run_copy)
+    fc = draw_sample(run, n=600, min_per_stratum=20, by_region=False, seed=2)
+    write_json(tmp_path / "lab.geojson", label_with_truth(fc, small_world, seed=2))
+    assess_run(run_copy, tmp_path / "lab.geojson")
+    a = json.loads((run_copy / "assessment.json").read_text())
+    assert "Jeffreys" in a["interval"] and "not estimable" in a["accuracy_note"]
+    regions = a["regions"]
+    overall = {rid: r["overall_accuracy"] for rid, r in regions.items()}
+    assert len(set(overall.values())) == len(overall) > 1  # no longer the whole sample's figure
+    for r in regions.values():
+        assert "domain" in r["accuracy_scope"]
+        for c in r["per_class"].values():
+            # a user's accuracy exactly where the region holds units mapped as the class
+            assert (c["users_accuracy"] is None) == (c["units_mapped"] == 0)
+    assert sum(r["n"] for r in regions.values()) <= a["n_units"]
+    report = (run_copy / "report.md").read_text()
+    assert "from that region's own sample units" in report and "Jeffreys" in report
