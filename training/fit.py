@@ -326,6 +326,7 @@ def save_model(out: Path, estimator: Any, card: dict[str, Any], cascade: Any = N
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.skops") as tmp:
         sio.dump(estimator, tmp)
+    card = {**card, "model_file_sha256": file_sha256(out / "model.skops")}
     if cascade is not None:
         with atomic_path(out / "cascade.skops") as tmp:
             sio.dump(cascade, tmp)
@@ -352,6 +353,11 @@ def train(
     store's cache (only new batches are read); ``card["labels"]`` records the batches and
     which of them were extracted or cached.
     """
+    if len(set(labels.classes)) < 2:
+        raise LabelFileError(
+            f"{labels.path}: only one class ({', '.join(sorted(set(labels.classes))) or 'none'}); a classifier needs "
+            "at least two: add plots of other classes (or other batches)"
+        )
     extraction = extract_cached(labels, cfg, progress=progress, scheduler=scheduler) if labels.batches else None
     samples = extraction.samples if extraction else extract_samples(labels, cfg, progress=progress, scheduler=scheduler)
     counts = class_counts(samples.y)

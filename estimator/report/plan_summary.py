@@ -8,6 +8,7 @@ forecast from the measured cost figures in :mod:`estimator.stages.costs`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +17,18 @@ from typing import Any
 import numpy as np
 import pystac
 import shapely
+import shapely.geometry
 
 from estimator.bands import NATIVE_RESOLUTION, REFLECTANCE_BANDS
-from estimator.errors import ConfigError
+from estimator.config import PeriodConfig, StacConfig
+from estimator.errors import ConfigError, NoScenesFoundError
 from estimator.regions.geometry import Region, rasterize_regions
 from estimator.stages import costs
 from estimator.stages.plan import Plan
+from estimator.stages.providers import get_provider, normalize_item
+from estimator.warnings import SceneCoverageWarning
 
-__all__ = ["format_summary", "read_items", "save_items", "summarize"]
+__all__ = ["format_summary", "read_items", "save_items", "select_items", "summarize"]
 
 
 def read_items(path: Path) -> list[pystac.Item]:
@@ -36,6 +41,46 @@ def read_items(path: Path) -> list[pystac.Item]:
         raise ConfigError(f"item list not found: {path}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a saved STAC item list ({type(e).__name__}); write one with --save-items") from None
+
+
+def select_items(
+    items: Sequence[pystac.Item], regions: Sequence[Region], period: PeriodConfig, stac: StacConfig
+) -> list[pystac.Item]:
+    """The saved items a job would use, as a search would give them: normalised from the
+    job's provider, inside its period, touching its regions and under its cloud limit.
+
+    Items left out for period or region are counted in a warning; when none is left, a
+    :class:`NoScenesFoundError` says why, instead of a plan of zero reads.
+    """
+    provider = get_provider(stac.provider)
+    area = shapely.union_all([r.geometry for r in regions])
+    kept: list[pystac.Item] = []
+    outside = {"period": 0, "regions": 0, "cloud": 0}
+    for item in items:
+        item = pystac.Item.from_dict(normalize_item(item.to_dict(transform_hrefs=False), provider))
+        when = item.datetime or item.common_metadata.start_datetime
+        if when is None or not period.start <= when.date() <= period.end:
+            outside["period"] += 1
+        elif item.geometry is None or not shapely.geometry.shape(item.geometry).intersects(area):
+            outside["regions"] += 1
+        elif float(item.properties.get("eo:cloud_cover") or 0) > stac.max_cloud_cover:
+            outside["cloud"] += 1
+        else:
+            kept.append(item)
+    why = ", ".join(
+        f"{n} {what}" for n, what in (
+            (outside["period"], f"outside the period {period.label}"), (outside["regions"], "not touching the regions"),
+            (outside["cloud"], f"above max_cloud_cover={stac.max_cloud_cover:g}"),
+        ) if n
+    )
+    if not kept:
+        raise NoScenesFoundError(
+            f"none of the {len(items)} saved item(s) can serve this job ({why}); save items for this job's "
+            "regions and period with `plan JOB --save-items FILE`"
+        )
+    if outside["period"] or outside["regions"]:
+        warnings.warn(f"{len(items) - len(kept)} of {len(items)} saved item(s) left out: {why}", SceneCoverageWarning, stacklevel=2)
+    return kept
 
 
 #: Links that point back at the API; a saved list must not need it to be read again.

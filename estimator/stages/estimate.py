@@ -14,9 +14,12 @@ from typing import Any
 from estimator.regions.geometry import Region
 from estimator.stages.aggregate import RegionSums
 
-__all__ = ["RECORD_FIELDS", "SCHEMA_VERSION", "mapped_records"]
+__all__ = ["FAILED_READS_LIMIT", "RECORD_FIELDS", "SCHEMA_VERSION", "failed_read_fraction", "mapped_records"]
 
 SCHEMA_VERSION = 1
+#: Share of a region's expected observations whose read failed above which a run is not a
+#: result: the map shows what could be read, not the region, and the run ends non-zero.
+FAILED_READS_LIMIT = 0.5
 M2_PER_HA = 10_000.0
 
 #: Column order of estimates.csv (and keys of each JSON record).
@@ -108,3 +111,8 @@ def apply_coverage(records: list[dict[str, Any]], policy: str, transfer_uncertai
         low_obs = r.get("ci95_low_ha") or 0.0
         r["extrapolated_ci95_low_ha"] = round(max(low_obs, total - z * se_total, 0.0), 4)
         r["extrapolated_ci95_high_ha"] = round(total + z * se_total, 4)
+
+
+def failed_read_fraction(records: Sequence[Mapping[str, Any]]) -> float:
+    """The largest ``failed_read_fraction`` of any region (0 when every read succeeded)."""
+    return max((float(r.get("failed_read_fraction") or 0.0) for r in records), default=0.0)
