@@ -165,6 +165,12 @@ class WorldSpec:
     """MGRS tile id written to item ids and to s2:mgrs_tile, grid:code and mgrs:*."""
     n_coca_plots: int = 150
     """Coca plots in a 1024 x 1024 px world; scaled by area for other sizes (at least 6)."""
+    clear_share: float = 0.3
+    """Share of dates with a nearly clear sky (0-5 % cloud)."""
+    overcast_share: float = 0.25
+    """Share of overcast dates (55-80 % cloud, spatially clustered); the rest are broken
+    (10-40 %). The defaults average about 35 % SCL cloud; 0.05 and 0.85 about 70 %, as in
+    Loreto (``benchmarks/bench_read_clear.py``)."""
 
     def __post_init__(self) -> None:
         if self.size_px < 64 or self.size_px % 2:
@@ -185,6 +191,10 @@ class WorldSpec:
             raise DemoWorldError(f"mgrs_tile must look like '18LXM', got {self.mgrs_tile!r}")
         if self.n_coca_plots < 0:
             raise DemoWorldError(f"n_coca_plots must be >= 0, got {self.n_coca_plots}")
+        if not (self.clear_share >= 0 and self.overcast_share >= 0 and self.clear_share + self.overcast_share <= 1):
+            raise DemoWorldError(
+                f"clear_share and overcast_share must be >= 0 with a sum <= 1, got {self.clear_share}, {self.overcast_share}"
+            )
 
     @property
     def coca_plots(self) -> int:
@@ -528,9 +538,9 @@ def _acquisitions(spec: WorldSpec, grid: Grid, rng: np.random.Generator) -> list
     tile = f"{int(zone):02d}{band}{square}"
     out: list[_Acquisition] = []
     previous: dt.date | None = None
-    # A fixed mix of skies, shuffled: 30 % nearly clear, 45 % broken, 25 % overcast dates;
-    # with cirrus and cloud edges the SCL-derived cloud cover averages about 35 %.
-    n_clear, n_overcast = round(0.3 * spec.n_dates), round(0.25 * spec.n_dates)
+    # A fixed mix of skies, shuffled: by default 30 % nearly clear, 45 % broken, 25 %
+    # overcast dates; with cirrus and cloud edges the SCL-derived cloud cover averages about 35 %.
+    n_clear, n_overcast = round(spec.clear_share * spec.n_dates), round(spec.overcast_share * spec.n_dates)
     sky_kinds = rng.permutation(
         ["clear"] * n_clear + ["overcast"] * n_overcast + ["broken"] * (spec.n_dates - n_clear - n_overcast)
     )
