@@ -92,7 +92,10 @@ def summarize(
     tiles = Counter(i.tile or "?" for i in plan.items.values())
     cores = max(1, workers * threads_per_worker)
     read_s = reads_px / (costs.READ_MPIX_PER_S * 1e6) / cores
-    feat_s = tile_px * (max(max_slices, 1) / 18) / (costs.FEATURES_MPIX_PER_S_18 * 1e6) / cores
+    # The features kernel's cost grows with the dates of each tile's pixels (it sorts them):
+    # pixel x date reads / 18, not every tile at the most dates any tile has (tiles on two
+    # orbits' overlap have twice the dates of the others).
+    feat_s = reads_px / 18 / (costs.FEATURES_MPIX_PER_S_18 * 1e6) / cores
     cls_s = region_px / (cc.mpix_per_s * 1e6) / cores
     chunk_mem = plan.chunk_size**2 * max(max_slices, 1) * costs.BYTES_PER_PX_SLICE
     return {
