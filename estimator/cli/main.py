@@ -73,6 +73,9 @@ EPILOG_PLAN = """examples:
   python -m estimator plan configs/jobs/vraem-2023.yaml --boundaries ../shared/data/real/boundaries
 
 Searches (or reads --items) and prints what the job would read and cost, without reading pixels.
+The classification cost is timed on the job's own model (about a second, on synthetic feature
+rows); before the model exists the demo model's figure stands in and the forecast says so.
+Use --set model=DIR to forecast with another model.
 """
 EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
@@ -129,6 +132,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from estimator.regions.geometry import regions_bbox
     from estimator.regions.job import job_regions
     from estimator.report.plan_summary import format_summary, read_items, save_items, select_items, summarize
+    from estimator.stages.costs import job_classify_cost
     from estimator.stages.plan import make_plan, warn_uncovered_regions
     from estimator.stages.search import search_items
 
@@ -148,7 +152,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
             provider=job.stac.provider,
     )
-    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads)
+    cost = job_classify_cost(job.model, cascade=job.classify.cascade)
+    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads, classify_cost=cost)
     print(_json.dumps(summary, indent=2) if args.json else format_summary(summary, regions))
     return 0
 
@@ -279,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = add_command(
         sub, "plan", _cmd_plan, help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
         description="Search and plan a job without reading pixels: scenes per tile and date, grid, chunks, "
-        "bytes to read, memory per worker and a time forecast.",
+        "bytes to read, memory per worker and a time forecast (wall time and core-hours).",
     )
     pl.add_argument("job", type=Path, help="job YAML file")
     pl.add_argument("--items", type=Path, help="use a saved item list instead of searching (any provider's items)")
