@@ -162,7 +162,8 @@ def _run(
     with timer("reduce"):
         totals = reduce_partials(partials, [r.id for r in regions])
         records = mapped_records(
-            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
+            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic,
+            target_class=model.target_class,
         )
         apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
     # COG writing needs local files: a remote run is staged locally and uploaded, its
