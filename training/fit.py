@@ -44,9 +44,9 @@ from estimator.warnings import MissingClassInFoldWarning
 from training.extract import LabelSet, Samples, class_counts, extract_cached, extract_samples, labels_card
 
 __all__ = [
+    "area_threshold",
     "calibration_report",
     "cross_validate",
-    "area_threshold",
     "cv_splits",
     "evaluate_cv",
     "fit_cascade",
