@@ -92,7 +92,7 @@ class TileStore:
 
 
 #: Version of the tile partial format and of what it means; bump when either changes.
-TILE_FORMAT = 4
+TILE_FORMAT = 5
 
 
 def plot_layers(store: TileStore, plan: Plan, regions: Sequence[Region], target_code: int) -> Iterator[TileLayers]:

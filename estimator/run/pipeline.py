@@ -184,7 +184,8 @@ def _run(
     with timer("reduce"):
         totals = reduce_partials(partials, [r.id for r in regions])
         records = mapped_records(
-            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
+            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic,
+            target_class=model.target_class,
         )
         apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
     # The outputs are written aside and committed as a set, the manifest last (its presence

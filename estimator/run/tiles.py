@@ -210,8 +210,9 @@ def classify_tile(
     # Reduce to what the outputs need where the blocks live: 1 byte of class, 4 of target
     # probability and 4 of first/last clear slice per pixel travel back, not every class's
     # probability.
-    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
-    target_d = probs_d[model.classes.index(model.target_class)]
+    t = model.classes.index(model.target_class)
+    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8, target=t, threshold=model.decision_threshold)
+    target_d = probs_d[t]
     raw_codes, target, n_clear, span = dask.compute(codes_d, target_d, obs.n_clear, obs.span)
     if read_clear_only:
         # Outside the regions only some dates (or none) were read: say "not counted" (-1,
@@ -267,7 +268,9 @@ def process_tile(
         return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
     codes, n_sieved = sieve_codes(res.raw_codes, min_px)
-    part = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+    part = aggregate_tile(
+        tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items, target_prob=res.target
+    )
     part.sieved_pixels = n_sieved
     # Where the classifier said the target before the minimum mapping unit, and when each
     # pixel was seen: the plots stage flags what the unit removed and dates every plot.

@@ -30,6 +30,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "mapped_pixels", "model_id", "synthetic",
     "se_area_ha", "users_accuracy", "producers_accuracy", "sample_n",
     "coverage_policy", "extrapolated_area_ha", "extrapolated_ci95_low_ha", "extrapolated_ci95_high_ha",
+    "model_based_area_ha",
 )
 
 
@@ -45,8 +46,12 @@ def mapped_records(
     period: str,
     model_id: str,
     synthetic: bool,
+    target_class: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per region and class, estimator ``mapped``."""
+    """One record per region and class, estimator ``mapped``; the ``target_class`` record
+    also carries ``model_based_area_ha``, the sum of calibrated target probabilities x pixel
+    area over observed pixels (a model's expectation, carrying the model's bias: beside the
+    mapped and design-based areas, never in their place)."""
     records = []
     for region in regions:
         s = totals[region.id]
@@ -76,6 +81,7 @@ def mapped_records(
                     "users_accuracy": None,
                     "producers_accuracy": None,
                     "sample_n": None,
+                    "model_based_area_ha": round(s.target_prob_m2 / M2_PER_HA, 4) if cls == target_class else None,
                 }
             )
     return records

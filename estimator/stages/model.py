@@ -81,6 +81,16 @@ class Model:
         return float(self.card["cascade"]["threshold"]) if self.cascade is not None else 0.0
 
     @property
+    def decision_threshold(self) -> float | None:
+        """Target-class probability at or above which a pixel is mapped as the target (the
+        card's decision rule), or None for the most probable class (models without one, or
+        a job whose target class is not the one the threshold was chosen for)."""
+        rule = self.card.get("decision") or {}
+        if rule.get("rule") != "target_threshold" or self.card.get("target_class") != self.target_class:
+            return None
+        return float(rule["threshold"])
+
+    @property
     def identity(self) -> str:
         """sha256 over the model and its first stage: what a result was computed with."""
         if self.cascade is None:
