@@ -11,6 +11,7 @@ SYNTHETIC.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -34,6 +35,7 @@ from estimator.stages.model import load_model
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
 from estimator.testing.servers import ServedWorld, ServerStartError, require_demo_extra, serve_world
+from estimator.warnings import RetiredOutputsWarning
 
 __all__ = ["demo_job", "demo_stac", "demo_train", "run_demo", "serve_demo"]
 
@@ -127,7 +129,11 @@ def run_demo(
             job_path, demo_job(world, served.stac_url, model_dir, run_dir),
             "SYNTHETIC demo job (written by `estimator demo`; the STAC port changes per run)",
         )
-        result = run(load_job(job_path), progress=progress, truth=truth)
+        # A rerun retires the previous demo's assessment and comparison; the demo assesses and
+        # compares this run again below, so that is not news to the user.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RetiredOutputsWarning)
+            result = run(load_job(job_path), progress=progress, truth=truth)
     print_summary(result.records, result.manifest, result.run_dir, truth=truth)
 
     # Map -> stratified sample -> labels (the truth as interpreter) -> error-adjusted areas
