@@ -134,6 +134,8 @@ def run_demo(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RetiredOutputsWarning)
             result = run(load_job(job_path), progress=progress, truth=truth)
+        if result.retired:
+            print(f"moved the previous demo's {', '.join(result.retired)} to {run_dir / 'retired'}/ (assessing again)")
     print_summary(result.records, result.manifest, result.run_dir, truth=truth)
 
     # Map -> stratified sample -> labels (the truth as interpreter) -> error-adjusted areas
