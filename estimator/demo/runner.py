@@ -26,13 +26,13 @@ from estimator.errors import EstimatorError
 from estimator.location import write_json
 from estimator.report.text import print_estimates, print_summary
 from estimator.run.pipeline import run
-from estimator.run.rundir import open_run
+from estimator.run.rundir import Run, open_run
 from estimator.stages.model import load_model
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
 from estimator.testing.servers import require_demo_extra, serve_world
 
-__all__ = ["demo_job", "demo_stac", "demo_train", "run_demo"]
+__all__ = ["build_demo", "demo_job", "demo_stac", "demo_train", "run_demo", "serve_world"]
 
 #: Reference sample of the demo: large, because the oracle labels for free and a small
 #: sample in the huge forest stratum cannot rule out missed coca (wide intervals).
@@ -86,15 +86,18 @@ def _model_is_current(model_dir: Path, world_key: str) -> bool:
     return model.card.get("demo_world") == world_key
 
 
-def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 18, progress: bool = True) -> dict[str, Any]:
-    """Generate, serve, train, run; print and return estimates beside truth."""
+def build_demo(out: Path, spec: WorldSpec, *, progress: bool = True) -> tuple[World, dict[str, dict[str, float]], Run]:
+    """Generate (or reuse) the world, serve it, train (or reuse) the demo model and run the job.
+
+    Returns the world, its true hectares per region and class, and the finished run
+    (``out/run``). Prints what it does; everything it prints is labeled SYNTHETIC.
+    """
     from training.extract import read_labels
     from training.fit import train
 
     require_demo_extra()
     out.mkdir(parents=True, exist_ok=True)
-    spec = WorldSpec(seed=seed, size_px=size_px, n_dates=n_dates)
-    print(f"SYNTHETIC demo world (seed {seed}, {size_px}x{size_px} px, {n_dates} dates) in {out / 'world'}")
+    print(f"SYNTHETIC demo world (seed {spec.seed}, {spec.size_px}x{spec.size_px} px, {spec.n_dates} dates) in {out / 'world'}")
     world = generate_world(out / "world", spec, progress=progress)
     truth_all = json.loads(world.truth_path.read_text())
     truth = {rid: r["area_ha"] for rid, r in truth_all["regions"].items()}
@@ -121,6 +124,14 @@ def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 1
         )
         result = run(load_job(job_path), progress=progress, truth=truth)
     print_summary(result.records, result.manifest, result.run_dir, truth=truth)
+    return world, truth, result
+
+
+def run_demo(out: Path, *, seed: int = 42, size_px: int = 1024, n_dates: int = 18, progress: bool = True) -> dict[str, Any]:
+    """Generate, serve, train, run; print and return estimates beside truth."""
+    spec = WorldSpec(seed=seed, size_px=size_px, n_dates=n_dates)
+    world, truth, result = build_demo(out, spec, progress=progress)
+    run_dir = out / "run"
 
     # Map -> stratified sample -> labels (the truth as interpreter) -> error-adjusted areas
     sample = draw_sample(open_run(run_dir), n=DEMO_SAMPLE_N, seed=seed, progress=progress)

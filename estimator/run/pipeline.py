@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -26,7 +25,7 @@ from estimator.run.checkpoints import TileStore, job_key, plot_layers
 from estimator.run.cluster import connect_client, dask_context, map_tiles, tiles_computing
 from estimator.run.manifest import Timer, build_manifest
 from estimator.run.outputs import write_maps
-from estimator.run.rundir import MANIFEST_FILE, write_estimates
+from estimator.run.rundir import MANIFEST_FILE, Manifest, Run, write_estimates
 from estimator.run.tiles import process_tile
 from estimator.stages.aggregate import TilePartial, reduce_partials
 from estimator.stages.classify import ModelRef, make_predictor, model_plugin
@@ -43,16 +42,9 @@ __all__ = ["RunResult", "run"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished job produced."""
-
-    run_dir: Path | str
-    """The run directory (a ``Path``), or the URL of a remote one."""
-    records: list[dict[str, Any]]
-    manifest: dict[str, Any]
-    tiles_reused: int = 0
-    """Tiles found finished on disk from an earlier, interrupted run."""
+#: What a finished job produced: the run object (``run_dir``, ``records``, ``manifest``,
+#: ``tiles_reused`` and the analyst's views of the run directory).
+RunResult = Run
 
 
 def run(
@@ -62,8 +54,8 @@ def run(
     client: Any = None,
     progress: bool = True,
     truth: Mapping[str, Mapping[str, float]] | None = None,
-) -> RunResult:
-    """Run an estimation job end to end and write its run directory.
+) -> Run:
+    """Run an estimation job end to end, write its run directory and return the run.
 
     Everything that can reject bad input (config, regions, model, search) runs before the
     run directory is created, so a rejected job leaves nothing behind.
@@ -81,6 +73,19 @@ def run(
         Show progress bars.
     truth
         Known true hectares per region and class (demo world only), printed in the report.
+
+    Returns
+    -------
+    Run
+        The finished run (as :func:`estimator.open_run` gives it), with ``tiles_reused``.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> from estimator.demo import example_job
+    >>> run = estimator.run(estimator.load_job(example_job()), progress=False)
+    >>> run.estimates.loc[run.estimates["class"] == "coca", "region"].tolist()
+    ['north', 'centre', 'south']
     """
     timer = Timer()
     with timer("prepare"):
@@ -109,7 +114,7 @@ def _run(
     timer: Timer,
     progress: bool,
     truth: Mapping[str, Mapping[str, float]] | None,
-) -> RunResult:
+) -> Run:
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
@@ -186,4 +191,4 @@ def _run(
         write_json(run_dir / MANIFEST_FILE, manifest)
         write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
     store.prune_others()
-    return RunResult(location.output, records, manifest, len(reused))
+    return Run(location.output, records, Manifest(manifest), tiles_reused=len(reused))

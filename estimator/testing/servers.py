@@ -37,8 +37,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import json
 import importlib.util
+import json
 import logging
 import os
 import posixpath
