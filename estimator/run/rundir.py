@@ -594,9 +594,10 @@ class Run:
         png = base64.b64encode(self.quicklook).decode("ascii")
         est = self.estimates
         table = est.loc[est["class"] == self.target_class, [c for c in _SHOWN if c in est.columns]]
+        table = table.map(_cell)  # one format for every number; no interval (None) shows as empty
         return (
             f"<div>{banner}{head}<img alt=\"class map\" width=\"420\" src=\"data:image/png;base64,{png}\"/>"
-            f"{table.to_html(index=False, na_rep='', float_format=lambda v: f'{v:,.2f}')}</div>"
+            f"{table.to_html(index=False)}</div>"
         )
 
     def _file(self, rel: str) -> bytes:
@@ -608,6 +609,12 @@ class Run:
     def local_dir(self) -> RunDir:
         """The run as a local :class:`RunDir` (sampling and assessment stream its class map)."""
         return open_run(self.run_dir)
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return ""
+    return f"{v:,.2f}" if isinstance(v, float) else v
 
 
 def read_run(path_or_url: OutputLike | Run) -> Run:
