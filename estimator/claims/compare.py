@@ -564,7 +564,7 @@ def compare_claims(
     >>> import estimator
     >>> from estimator.demo import example
     >>> ex = example()
-    >>> comparison = estimator.compare(estimator.open_run(ex.run_dir), claims=ex.claims)
+    >>> comparison = estimator.compare(estimator.open_run(ex.run_copy()), claims=ex.claims)
     >>> sorted(set(comparison.claims["verdict"]) - {"consistent", "contradicted", "inconclusive"})
     []
     """

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +132,22 @@ class Example:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# SYNTHETIC demo job\n" + yaml.safe_dump(data, sort_keys=False))
         return load_job(path)
+
+    def run_copy(self, dst: Path | str | None = None) -> Path:
+        """A private copy of the run directory (without tile checkpoints), for the commands
+        that update a run (``assess``, ``compare``); a fresh temporary directory by default.
+
+        Examples
+        --------
+        >>> from estimator.demo import example
+        >>> ex = example()
+        >>> copy = ex.run_copy()
+        >>> copy != ex.run_dir and (copy / "manifest.json").is_file()
+        True
+        """
+        dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="coca-run-")) / "run"
+        shutil.copytree(self.run_dir, dst, ignore=shutil.ignore_patterns("tiles"))
+        return dst
 
     def train_config(self, stac_url: str) -> TrainConfig:
         """The demo training configuration on this world, served at ``stac_url``."""

@@ -82,8 +82,11 @@ def run(
     Examples
     --------
     >>> import estimator
-    >>> from estimator.demo import example_job
-    >>> run = estimator.run(estimator.load_job(example_job()), progress=False)
+    >>> import tempfile
+    >>> from estimator.demo import example
+    >>> ex = example()  # a SYNTHETIC world and model
+    >>> with ex.serve() as stac_url:  # served on 127.0.0.1 like a real catalog
+    ...     run = estimator.run(ex.job(stac_url, tempfile.mkdtemp()), progress=False)
     >>> run.estimates.loc[run.estimates["class"] == "coca", "region"].tolist()
     ['north', 'centre', 'south']
     """

@@ -249,6 +249,7 @@ class Manifest(_JsonFile):
 
     Examples
     --------
+    >>> from estimator import Manifest
     >>> m = Manifest({"period": "2023-01-01/2023-12-31", "synthetic": False,
     ...               "model": {"id": "3f2a9c01b7de", "classes": ["coca", "forest"], "target_class": "coca"}})
     >>> m.model_id, m.classes, m["period"]
@@ -330,6 +331,7 @@ class Assessment(_JsonFile):
 
     Examples
     --------
+    >>> from estimator import Assessment
     >>> a = Assessment({"estimator": "stratified-olofsson2014", "n_units": 2, "z": 1.96,
     ...                 "regions": {"north": {"n": 2, "overall_accuracy": 0.9, "overall_ci95": 0.05,
     ...                             "per_class": {"coca": {"users_accuracy": 0.8, "users_ci95": 0.1,
@@ -394,6 +396,7 @@ class Comparison(_JsonFile):
 
     Examples
     --------
+    >>> from estimator import Comparison
     >>> c = Comparison({"target_class": "coca", "synthetic": True, "claims": [
     ...     {"id": "c1", "region": "north", "kind": "point", "value_ha": 13.4, "verdict": "contradicted",
     ...      "reason": None, "ratio": 3.1, "estimate": {"area_ha": 4.3, "ci95_low_ha": 3.0, "ci95_high_ha": 5.7}}]})
@@ -481,8 +484,8 @@ class Run:
     Examples
     --------
     >>> import estimator
-    >>> from estimator.demo import example_run
-    >>> run = estimator.open_run(example_run())
+    >>> from estimator.demo import example
+    >>> run = estimator.open_run(example().run_dir)
     >>> run.synthetic, run.target_class
     (True, 'coca')
     >>> sorted(run.maps.data_vars)

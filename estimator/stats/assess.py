@@ -352,9 +352,10 @@ def assess_reference(
     Examples
     --------
     >>> import estimator
-    >>> from estimator.demo import example_run, label_with_truth
-    >>> run = estimator.open_run(example_run())
-    >>> sample = label_with_truth(estimator.sample(run, n=600, seed=2))  # SYNTHETIC oracle labels
+    >>> from estimator.demo import example
+    >>> ex = example()
+    >>> run = estimator.open_run(ex.run_copy())  # assess updates the run directory
+    >>> sample = ex.label(estimator.sample(run, n=600, min_per_stratum=10, seed=2))  # SYNTHETIC oracle labels
     >>> run = estimator.assess(run, sample)
     >>> run.assessment.estimator, run.assessment.n_units
     ('stratified-olofsson2014', 600)

@@ -273,10 +273,12 @@ def sample_run(
     Examples
     --------
     >>> import estimator
-    >>> from estimator.demo import example_run
-    >>> sample = estimator.sample(estimator.open_run(example_run()), n=300, seed=1)
+    >>> from estimator.demo import example
+    >>> sample = estimator.sample(estimator.open_run(example().run_dir), n=300, min_per_stratum=5, seed=1)
     >>> len(sample), sample.crs.to_string(), sample.attrs["sampling"]["seed"]
     (300, 'EPSG:4326', 1)
+    >>> sample[["stratum", "map_class", "interpreter_1"]].iloc[0].to_dict()
+    {'stratum': 'north|bare_soil', 'map_class': 'bare_soil', 'interpreter_1': None}
     """
     if strata not in ("region-class", "class"):
         raise EstimatorError(f"strata must be 'region-class' or 'class', not {strata!r}")
