@@ -86,7 +86,7 @@ class Example:
         >>> import estimator
         >>> from estimator.demo import example
         >>> ex = example()
-        >>> labeled = ex.label(estimator.sample(estimator.open_run(ex.run_dir), n=200))
+        >>> labeled = ex.label(estimator.sample(estimator.open_run(ex.run_dir), n=200, min_per_stratum=5))
         >>> bool(labeled["interpreter_1"].notna().all())
         True
         """
