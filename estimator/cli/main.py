@@ -159,9 +159,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from estimator.location import check_writable, write_json
-    from estimator.run.rundir import open_run
-    from estimator.stats.sample import draw_sample
+    from estimator.location import check_writable
+    from estimator.stats.sample import sample_run
 
     check_writable(args.out, "--out")
     ua = {}
@@ -171,15 +170,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             ua[cls] = float(val)
         except ValueError:
             raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
-    run = open_run(args.run_dir)
-    fc = draw_sample(
-        run, n=args.n, target_se=args.target_se, expected_ua=ua, min_per_stratum=args.min_per_stratum,
-        by_region=args.strata == "region-class", seed=args.seed, progress=not args.quiet,
+    sample = sample_run(
+        args.run_dir, n=args.n, target_se=args.target_se, expected_ua=ua, min_per_stratum=args.min_per_stratum,
+        strata=args.strata, seed=args.seed, out=args.out, progress=not args.quiet,
     )
-    write_json(args.out, fc)
-    strata = fc["sampling"]["strata"]
-    print(f"{len(fc['features'])} sample units in {len(strata)} strata written to {args.out}")
-    if run.synthetic:
+    sampling = sample.attrs["sampling"]
+    print(f"{len(sample)} sample units in {len(sampling['strata'])} strata written to {args.out}")
+    if sampling["synthetic"]:
         print("SYNTHETIC demo run: the sample points lie in a generated world")
     return 0
 
@@ -210,30 +207,29 @@ def _cmd_interpret(args: argparse.Namespace) -> int:
 
 
 def _cmd_assess(args: argparse.Namespace) -> int:
-    from estimator.stats.assess import assess_run
+    from estimator.stats.assess import assess_reference
 
-    out = assess_run(args.run_dir, args.reference, z=args.z, adjust_zero_cells=not args.no_zero_cell_adjustment)
-    recs = out["records"]
-    print_estimates(recs, args.target_class, synthetic=bool(recs and recs[0].get("synthetic")), all_classes=args.all_classes)
-    ia = out["assessment"]["interpreters"]
-    if ia["units_labeled_by_both"]:
+    run = assess_reference(args.run_dir, args.reference, z=args.z, adjust_zero_cells=not args.no_zero_cell_adjustment)
+    print_estimates(run.records, args.target_class, synthetic=run.synthetic, all_classes=args.all_classes)
+    ia = run.assessment.interpreters if run.assessment is not None else {}
+    if ia.get("units_labeled_by_both"):
         print(f"interpreter agreement: {100 * ia['agreement_rate']:.1f} % of {ia['units_labeled_by_both']} units")
     print(f"updated {args.run_dir}/estimates.json, assessment.json and report.md")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from estimator.claims.compare import compare, format_table
+    from estimator.claims.compare import compare_claims, format_table
     from estimator.location import check_writable
 
     if args.out is not None:
         check_writable(args.out, "--out", directory=True)
-    comparison, written = compare(
-        args.run_dirs, claims_path=args.claims, out_dir=args.out,
-        min_observed=args.min_observed, max_rel_half_width=args.max_relative_half_width,
+    comparison = compare_claims(
+        args.run_dirs, claims=args.claims, out=args.out,
+        min_observed=args.min_observed, max_relative_half_width=args.max_relative_half_width,
     )
     print(format_table(comparison))
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    print(f"wrote {', '.join(str(p) for p in comparison.files)}")
     return 0
 
 

@@ -11,8 +11,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -31,6 +30,8 @@ from estimator.run.rundir import (
     MANIFEST_FILE,
     RETIRED_DIR,
     RUN_ID_TAG,
+    Manifest,
+    Run,
     check_run_location,
     mark_run_location,
     new_run_id,
@@ -54,24 +55,9 @@ __all__ = ["RunResult", "run"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished job produced."""
-
-    run_dir: Path | str
-    """The run directory (a ``Path``), or the URL of a remote one."""
-    records: list[dict[str, Any]]
-    manifest: dict[str, Any]
-    tiles_reused: int = 0
-    """Tiles found finished on disk from an earlier, interrupted run."""
-    retired: tuple[str, ...] = ()
-    """Files derived from the previous run in this directory (assessment, comparison),
-    moved to ``retired/`` because they no longer describe it."""
-
-    @property
-    def failed_read_fraction(self) -> float:
-        """Largest share of a region's reads that failed (0 when every read succeeded)."""
-        return max((float(r.get("failed_read_fraction") or 0.0) for r in self.records), default=0.0)
+#: What a finished job produced: the run object (``run_dir``, ``records``, ``manifest``,
+#: ``tiles_reused`` and the analyst's views of the run directory).
+RunResult = Run
 
 
 def run(
@@ -81,8 +67,8 @@ def run(
     client: Any = None,
     progress: bool = True,
     truth: Mapping[str, Mapping[str, float]] | None = None,
-) -> RunResult:
-    """Run an estimation job end to end and write its run directory.
+) -> Run:
+    """Run an estimation job end to end, write its run directory and return the run.
 
     Everything that can reject bad input (config, regions, model, search) runs before the
     run directory is created, so a rejected job leaves nothing behind.
@@ -100,6 +86,22 @@ def run(
         Show progress bars.
     truth
         Known true hectares per region and class (demo world only), printed in the report.
+
+    Returns
+    -------
+    Run
+        The finished run (as :func:`estimator.open_run` gives it), with ``tiles_reused``.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> import tempfile
+    >>> from estimator.demo import example
+    >>> ex = example()  # a SYNTHETIC world and model
+    >>> with ex.serve() as stac_url:  # served on 127.0.0.1 like a real catalog
+    ...     run = estimator.run(ex.job(stac_url, tempfile.mkdtemp()), progress=False)
+    >>> run.estimates.loc[run.estimates["class"] == "coca", "region"].tolist()
+    ['north', 'centre', 'south']
     """
     timer = Timer()
     with timer("prepare"):
@@ -129,7 +131,7 @@ def _run(
     timer: Timer,
     progress: bool,
     truth: Mapping[str, Mapping[str, float]] | None,
-) -> RunResult:
+) -> Run:
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
@@ -219,4 +221,4 @@ def _run(
             stacklevel=2,
         )
     store.prune_others()
-    return RunResult(location.output, records, manifest, len(reused), tuple(retired))
+    return Run(location.output, records, Manifest(manifest), tiles_reused=len(reused), retired=retired)

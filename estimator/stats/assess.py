@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import shapely
@@ -26,13 +26,20 @@ from estimator.errors import ReferenceSampleError
 from estimator.location import write_json, write_text
 from estimator.regions.geometry import to_crs
 from estimator.report.run_report import render_report_md
-from estimator.run.rundir import RunDir, open_run, write_estimates
+from estimator.run.rundir import Run, RunDir, open_run, read_run, write_estimates
 from estimator.stages.estimate import apply_coverage
 from estimator.stats.area import AreaSampleError, StehmanResult, olofsson, stehman
 from estimator.stats.reference import reference_units_of_run, trained_on
 from estimator.stats.sample import LABEL_FIELDS
 
-__all__ = ["ReferenceSample", "assess_run", "read_reference"]
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = ["ReferenceLike", "ReferenceSample", "assess_reference", "assess_run", "read_reference"]
+
+#: A labeled sample: the GeoJSON file ``estimator sample`` wrote (labeled), its content, or
+#: the GeoDataFrame :func:`estimator.sample` returned (labeled, design in ``attrs["sampling"]``).
+ReferenceLike: TypeAlias = "Path | str | Mapping[str, Any] | gpd.GeoDataFrame"
 
 
 @dataclass(frozen=True)
@@ -56,16 +63,35 @@ def _label(props: dict[str, Any]) -> tuple[str | None, str]:
     return None, "missing"
 
 
-def read_reference(path: Path, run: RunDir) -> ReferenceSample:
+def _as_feature_collection(reference: ReferenceLike) -> tuple[Any, str]:
+    """The sample as GeoJSON-like data, and how to name it in messages and ``assessment.json``."""
+    if isinstance(reference, (Path, str)):
+        try:
+            return json.loads(Path(reference).read_text()), str(Path(reference).resolve())
+        except FileNotFoundError:
+            raise ReferenceSampleError(f"reference sample not found: {reference}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ReferenceSampleError(f"{reference} is not GeoJSON; give the file written by `estimator sample`, labeled") from None
+        except OSError as e:
+            raise ReferenceSampleError(f"reference sample {reference} cannot be read ({e.strerror or type(e).__name__})") from None
+    if isinstance(reference, Mapping):
+        return dict(reference), "reference sample (in memory)"
+    gdf: Any = reference
+    if hasattr(gdf, "to_json") and hasattr(gdf, "attrs"):  # a GeoDataFrame from estimator.sample
+        if "sampling" not in gdf.attrs:
+            raise ReferenceSampleError("the GeoDataFrame has no attrs['sampling']; label the frame estimator.sample returned")
+        data = json.loads(gdf.to_crs("EPSG:4326").to_json(na="null", drop_id=True))
+        data["sampling"] = gdf.attrs["sampling"]
+        return data, f"sample of {len(gdf)} units (in memory, seed {gdf.attrs['sampling'].get('seed')})"
+    raise ReferenceSampleError(f"cannot read a reference sample from {type(reference).__name__}; give a GeoJSON path or the labeled sample")
+
+
+def read_reference(path: ReferenceLike, run: RunDir) -> ReferenceSample:
     """Read and check a labeled sample against the run it was drawn from."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ReferenceSampleError(f"reference sample not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ReferenceSampleError(f"{path} is not GeoJSON; give the file written by `estimator sample`, labeled") from None
-    except OSError as e:
-        raise ReferenceSampleError(f"reference sample {path} cannot be read ({e.strerror or type(e).__name__})") from None
+    return _check_reference(*_as_feature_collection(path), run)
+
+
+def _check_reference(data: Any, path: str, run: RunDir) -> ReferenceSample:
     sampling = data.get("sampling") if isinstance(data, dict) else None
     if not isinstance(sampling, dict) or "strata" not in sampling:
         raise ReferenceSampleError(f"{path} has no 'sampling' design; label the file written by `estimator sample`")
@@ -289,7 +315,7 @@ def _num(v: float) -> float | None:
 
 def assess_run(
     run_dir: Path,
-    reference: Path,
+    reference: ReferenceLike,
     *,
     z: float = 1.96,
     adjust_zero_cells: bool = True,
@@ -305,7 +331,8 @@ def assess_run(
     shows no error.
     """
     run = open_run(run_dir)
-    ref = read_reference(reference, run)
+    data, reference_name = _as_feature_collection(reference)
+    ref = _check_reference(data, reference_name, run)
     by_region = bool(ref.sampling.get("by_region"))
     estimate = _olofsson_by_region if by_region else _stehman_by_domain
     results = estimate(run, ref, z, adjust_zero_cells)
@@ -335,7 +362,7 @@ def assess_run(
     cov = run.manifest["config"].get("coverage", {"unobserved": "withhold", "transfer_uncertainty": 0.5})
     apply_coverage(records, cov["unobserved"], cov["transfer_uncertainty"], z)
     assessment = {
-        "reference": str(Path(reference).resolve()),
+        "reference": reference_name,
         "design": ref.sampling["design"],
         "estimator": ", ".join(sorted({r["estimator"] for r in results.values()})) if results else None,
         "n_units": len(ref.units),
@@ -377,3 +404,55 @@ def assess_run(
         ),
     )
     return {"records": records, "assessment": assessment}
+
+
+def assess_reference(
+    run: Run | Path | str,
+    reference: ReferenceLike,
+    *,
+    z: float = 1.96,
+    adjust_zero_cells: bool = True,
+    truth: Mapping[str, Mapping[str, float]] | None = None,
+) -> Run:
+    """Error-adjusted areas and accuracies of a run from a labeled reference sample.
+
+    This is ``estimator assess``: each record's ``area_ha`` becomes the design-based
+    estimate with its 95 % interval (Olofsson et al. 2014 per region, or Stehman 2014 for
+    class-only strata); ``estimates.json``/``.csv``, ``assessment.json`` and ``report.md``
+    of the run directory are updated.
+
+    Parameters
+    ----------
+    run
+        A :class:`~estimator.Run` or the path of a local run directory.
+    reference
+        The labeled sample: the GeoDataFrame :func:`estimator.sample` returned, with its
+        label columns filled, or the labeled GeoJSON file.
+    z
+        Normal quantile of the intervals (1.96: 95 %).
+    adjust_zero_cells
+        Keep strata whose sample shows no error from contributing zero variance; ``False``
+        gives the textbook formulas.
+    truth
+        Known true hectares per region and class (demo world only), shown in the report.
+
+    Returns
+    -------
+    Run
+        The run, read again: ``estimates`` hold the error-adjusted areas and
+        ``assessment`` the accuracies.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> from estimator.demo import example
+    >>> ex = example()
+    >>> run = estimator.open_run(ex.run_copy())  # assess updates the run directory
+    >>> sample = ex.label(estimator.sample(run, n=600, min_per_stratum=10, seed=2))  # SYNTHETIC oracle labels
+    >>> run = estimator.assess(run, sample)
+    >>> run.assessment.estimator, run.assessment.n_units
+    ('stratified-olofsson2014', 600)
+    """
+    run_dir = run.run_dir if isinstance(run, Run) else run
+    assess_run(Path(run_dir), reference, z=z, adjust_zero_cells=adjust_zero_cells, truth=None if truth is None else {k: dict(v) for k, v in truth.items()})
+    return read_run(run_dir)
