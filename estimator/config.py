@@ -378,6 +378,8 @@ def _format_validation(path: Path, err: ValidationError) -> str:
         msg = f"required key '{key}' is missing"
     elif kind == "extra_forbidden":
         msg = f"unknown key '{key}' (check the spelling; see the README for accepted keys)"
+    elif not first["loc"]:  # a rule across keys (e.g. model: none needs classes)
+        msg = first["msg"].removeprefix("Value error, ")
     else:
         msg = f"key '{key}': {first['msg'].removeprefix('Value error, ')}"
     more = f" (+{err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""

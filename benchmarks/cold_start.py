@@ -1,0 +1,146 @@
+"""The cold start on the hard world, from zero labels (docs/cold_start.md).
+
+Per seed: generate (or reuse) the hard demo world, run a `model: none` job (label-free
+strata), then for n = 1,000 and 2,000 draw several samples (different seeds) from the strata,
+label them with the SYNTHETIC oracle (the world's truth), and assess: the coca area interval
+of each region, its half-width and whether it covers the truth. Then the first model: the
+first n = 2,000 sample goes into a label store (`training labels add`), a model is fitted on
+it (`training fit --store`), its card gives the spatial-CV coca F1, and a job with that model
+gives the mapped coca area beside the truth.
+
+Development seeds are 1-3, report seeds 101-103 (docs/hard_world.md). Everything is
+SYNTHETIC.
+
+    python benchmarks/cold_start.py --seeds 101 102 103 --draws 8 --out /tmp/cold-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from estimator.config import load_job, load_train
+from estimator.demo.oracle import label_with_truth
+from estimator.demo.runner import demo_job, demo_train
+from estimator.demo.world import generate_world, preset_spec
+from estimator.location import write_json
+from estimator.run.pipeline import run
+from estimator.run.rundir import open_run
+from estimator.stats.assess import assess_run
+from estimator.stats.sample import draw_sample
+from estimator.testing.servers import serve_world
+from training.fit import train
+from training.labels import DEFAULT_CLASSES, read_label_file
+from training.store import LabelStore
+
+DEV_SEEDS = (1, 2, 3)
+MIN_PER_STRATUM = 20
+
+
+def cold_job(world: Any, stac_url: str, run_dir: Path) -> dict[str, Any]:
+    job = demo_job(world, stac_url, Path("none"), run_dir)
+    job["model"] = "none"
+    job["classes"] = list(DEFAULT_CLASSES)
+    return job
+
+
+def one_seed(seed: int, out: Path, ns: list[int], draws: int) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    world = generate_world(out / "world", preset_spec("hard", seed=seed))
+    truth_all = json.loads(world.truth_path.read_text())["regions"]
+    truth = {rid: r["area_ha"] for rid, r in truth_all.items()}
+    res: dict[str, Any] = {"seed": seed, "role": "development" if seed in DEV_SEEDS else "report", "draws": {}}
+    with serve_world(world.root, out / "serve") as served, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (out / "job.yaml").write_text(yaml.safe_dump(cold_job(world, served.stac_url, out / "run")))
+        t = time.perf_counter()
+        run(load_job(out / "job.yaml"), progress=False)
+        res["strata_run_s"] = round(time.perf_counter() - t, 1)
+        strata_run = open_run(out / "run")
+        first_sample = None
+        for n in ns:
+            rows = []
+            for d in range(draws):
+                sample = draw_sample(strata_run, n=n, seed=1000 * seed + d, min_per_stratum=MIN_PER_STRATUM)
+                labeled = label_with_truth(sample, world, seed=d)
+                path = out / f"sample-n{n}-d{d}.geojson"
+                write_json(path, labeled)
+                if first_sample is None and n == max(ns):
+                    first_sample = path
+                recs = assess_run(out / "run", path)["records"]
+                for r in recs:
+                    if r["class"] != "coca":
+                        continue
+                    tv = truth[r["region"]]["coca"]
+                    rows.append({
+                        "region": r["region"], "draw": d, "area_ha": r["area_ha"], "low": r["ci95_low_ha"],
+                        "high": r["ci95_high_ha"], "truth_ha": tv, "covered": r["ci95_low_ha"] <= tv <= r["ci95_high_ha"],
+                    })
+            res["draws"][str(n)] = rows
+        # The first model, from the first n = max(ns) sample's labelled units.
+        store = LabelStore(out / "labels")
+        if not store.batches():
+            batch = read_label_file(first_sample, observed=world.spec.end)
+            store.add(batch)
+        (out / "train.yaml").write_text(yaml.safe_dump(demo_train(world, served.stac_url)))
+        shutil.rmtree(out / "model", ignore_errors=True)
+        model = train(load_train(out / "train.yaml"), store.load(), out / "model", progress=False)
+        m = model.card["metrics"]["per_class"]["coca"]
+        res["first_model"] = {"id": model.model_id, "coca_f1_cv": m["f1"], "cv": str(model.card["metrics"].get("cv", "spatial"))}
+        (out / "job-model.yaml").write_text(yaml.safe_dump(demo_job(world, served.stac_url, out / "model", out / "run-model")))
+        result = run(load_job(out / "job-model.yaml"), progress=False)
+        res["first_model"]["mapped"] = [
+            {"region": r["region"], "mapped_ha": r["mapped_area_ha"], "truth_ha": truth[r["region"]]["coca"]}
+            for r in result.records if r["class"] == "coca"
+        ]
+    return res
+
+
+def summarise(results: list[dict[str, Any]], ns: list[int]) -> str:
+    lines = ["| seeds | n | intervals | coverage | median half-width (ha) | median coca truth (ha) |", "|---|---:|---:|---:|---:|---:|"]
+    for role in ("development", "report"):
+        rs = [r for r in results if r["role"] == role]
+        if not rs:
+            continue
+        for n in ns:
+            rows = [x for r in rs for x in r["draws"][str(n)]]
+            cov = np.mean([x["covered"] for x in rows])
+            hw = np.median([(x["high"] - x["low"]) / 2 for x in rows])
+            tr = np.median([x["truth_ha"] for x in rows])
+            seeds = ",".join(str(r["seed"]) for r in rs)
+            lines.append(f"| {role} {seeds} | {n} | {len(rows)} | {100 * cov:.1f} % | {hw:.1f} | {tr:.1f} |")
+    lines += ["", "| seed | first model | spatial-CV coca F1 | mapped coca - truth, per region (ha) |", "|---|---|---:|---|"]
+    for r in results:
+        fm = r["first_model"]
+        err = ", ".join(f"{m['region']} {m['mapped_ha'] - m['truth_ha']:+.1f}" for m in fm["mapped"])
+        lines.append(f"| {r['seed']} ({r['role']}) | {fm['id']} | {fm['coca_f1_cv']:.3f} | {err} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
+    ap.add_argument("--n", type=int, nargs="+", default=[1000, 2000])
+    ap.add_argument("--draws", type=int, default=8, help="samples drawn per seed and n")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/cold-bench"))
+    args = ap.parse_args()
+    results = []
+    for seed in args.seeds:
+        t = time.perf_counter()
+        results.append(one_seed(seed, args.out / f"seed{seed}", args.n, args.draws))
+        print(f"seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
+        write_json(args.out / "results.json", results)
+    print("SYNTHETIC hard world, cold start from zero labels (oracle labels)")
+    print(summarise(results, args.n))
+
+
+if __name__ == "__main__":
+    main()
