@@ -38,7 +38,7 @@ from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
 from estimator.testing.servers import serve_world
 from training.fit import train
-from training.labels import DEFAULT_CLASSES, read_label_file
+from training.labels import DEFAULT_CLASSES
 from training.store import LabelStore
 
 DEV_SEEDS = (1, 2, 3)
@@ -85,22 +85,35 @@ def one_seed(seed: int, out: Path, ns: list[int], draws: int) -> dict[str, Any]:
                         "high": r["ci95_high_ha"], "truth_ha": tv, "covered": r["ci95_low_ha"] <= tv <= r["ci95_high_ha"],
                     })
             res["draws"][str(n)] = rows
-        # The first model, from the first n = max(ns) sample's labelled units.
-        store = LabelStore(out / "labels")
-        if not store.batches():
-            batch = read_label_file(first_sample, observed=world.spec.end)
-            store.add(batch)
-        (out / "train.yaml").write_text(yaml.safe_dump(demo_train(world, served.stac_url)))
-        shutil.rmtree(out / "model", ignore_errors=True)
-        model = train(load_train(out / "train.yaml"), store.load(), out / "model", progress=False)
-        m = model.card["metrics"]["per_class"]["coca"]
-        res["first_model"] = {"id": model.model_id, "coca_f1_cv": m["f1"], "cv": str(model.card["metrics"].get("cv", "spatial"))}
-        (out / "job-model.yaml").write_text(yaml.safe_dump(demo_job(world, served.stac_url, out / "model", out / "run-model")))
-        result = run(load_job(out / "job-model.yaml"), progress=False)
-        res["first_model"]["mapped"] = [
-            {"region": r["region"], "mapped_ha": r["mapped_area_ha"], "truth_ha": truth[r["region"]]["coca"]}
-            for r in result.records if r["class"] == "coca"
-        ]
+        write_json(out / "coverage.json", res)
+        try:
+            res["first_model"] = first_model(world, served.stac_url, out, first_sample, truth)
+        except Exception as e:
+            res["first_model"] = {"error": f"{type(e).__name__}: {e}"}
+    return res
+
+
+def first_model(world: Any, stac_url: str, out: Path, first_sample: Path | None, truth: dict[str, Any]) -> dict[str, Any]:
+    """The first model, from the first n = max(ns) sample's labelled units (label store, so
+    its card lists them), its spatial-CV coca F1 and its mapped coca area per region."""
+    if first_sample is None:
+        raise ValueError("no sample")
+    shutil.rmtree(out / "labels", ignore_errors=True)
+    store = LabelStore(out / "labels")
+    store.add(store.read(first_sample, observed=world.spec.end))
+    (out / "train.yaml").write_text(yaml.safe_dump(demo_train(world, stac_url)))
+    shutil.rmtree(out / "model", ignore_errors=True)
+    t = time.perf_counter()
+    model = train(load_train(out / "train.yaml"), store.load(), out / "model", progress=False)
+    fit_s = time.perf_counter() - t
+    m = model.card["metrics"]["per_class"]["coca"]
+    res = {"id": model.model_id, "coca_f1_cv": m["f1"], "fit_s": round(fit_s, 1), "n_units": len(store.load().plot_ids)}
+    (out / "job-model.yaml").write_text(yaml.safe_dump(demo_job(world, stac_url, out / "model", out / "run-model")))
+    result = run(load_job(out / "job-model.yaml"), progress=False)
+    res["mapped"] = [
+        {"region": r["region"], "mapped_ha": r["mapped_area_ha"], "truth_ha": truth[r["region"]]["coca"]}
+        for r in result.records if r["class"] == "coca"
+    ]
     return res
 
 
@@ -119,7 +132,10 @@ def summarise(results: list[dict[str, Any]], ns: list[int]) -> str:
             lines.append(f"| {role} {seeds} | {n} | {len(rows)} | {100 * cov:.1f} % | {hw:.1f} | {tr:.1f} |")
     lines += ["", "| seed | first model | spatial-CV coca F1 | mapped coca - truth, per region (ha) |", "|---|---|---:|---|"]
     for r in results:
-        fm = r["first_model"]
+        fm = r.get("first_model") or {}
+        if "error" in fm or not fm:
+            lines.append(f"| {r['seed']} ({r['role']}) | failed: {fm.get('error', 'not run')} | | |")
+            continue
         err = ", ".join(f"{m['region']} {m['mapped_ha'] - m['truth_ha']:+.1f}" for m in fm["mapped"])
         lines.append(f"| {r['seed']} ({r['role']}) | {fm['id']} | {fm['coca_f1_cv']:.3f} | {err} |")
     return "\n".join(lines)

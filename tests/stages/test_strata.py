@@ -66,6 +66,7 @@ def _pixels(n: int, rng: np.random.Generator) -> np.ndarray:
     h = slice(n - 20, n)
     X[h, FEATURE_NAMES.index("ndvi_drop_rate")] = 0.3
     X[h, FEATURE_NAMES.index("ndvi_max_drop")] = 0.4
+    X[h, FEATURE_NAMES.index("ndvi_p90")] = 0.7  # green between harvests, less than canopy
     return X
 
 
@@ -78,6 +79,9 @@ def test_strata_are_clusters_ranked_by_ndvi_plus_the_harvest_rule():
     p = s.predict_proba(X)
     assert p.dtype == np.float32 and np.array_equal(p.argmax(axis=1), got) and np.array_equal(p.sum(axis=1), np.ones(len(X)))
     assert harvest_like(X).sum() == 20
+    canopy = X[h_rows := slice(1980, 2000)].copy()
+    canopy[:, FEATURE_NAMES.index("ndvi_p90")] = 0.85  # as many drops, but closed canopy: not the rule
+    assert not harvest_like(canopy).any() and harvest_like(X[h_rows]).all()
     # Seeded: the same subsample gives the same strata and identity.
     assert fit_strata(X, 2, seed=0).identity() == s.identity() != fit_strata(X, 2, seed=0, harvest_rule=False).identity()
     model = strata_model(s)
