@@ -23,6 +23,7 @@ from estimator.location import as_output
 from estimator.modelrefs import REGISTRY_ENV, is_registry_ref, resolve_model_ref
 
 __all__ = [
+    "NO_MODEL",
     "ClassifyConfig",
     "ClusterConfig",
     "CoverageConfig",
@@ -30,7 +31,6 @@ __all__ = [
     "JobConfig",
     "MaskConfig",
     "PeriodConfig",
-    "NO_MODEL",
     "RegionsConfig",
     "StacConfig",
     "StrataConfig",

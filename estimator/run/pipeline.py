@@ -107,7 +107,7 @@ def run(
         check_run_location(location)
         regions = job_regions(job.regions)
         if not job.cold_start:
-            model = load_model(job.model)
+            model = load_model(Path(job.model))
             if job.target_class not in model.classes:
                 raise ConfigError(
                     f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"

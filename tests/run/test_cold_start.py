@@ -95,7 +95,7 @@ def test_sample_and_assess_give_every_class_with_an_interval(cold_run, small_wor
     from estimator.errors import LabelFileError
     from training.extract import read_labels
 
-    with pytest.raises(LabelFileError, match="is a reference sample .*training labels add"):
+    with pytest.raises(LabelFileError, match=r"is a reference sample .*training labels add"):
         read_labels(tmp_path / "labeled.geojson")
 
 
