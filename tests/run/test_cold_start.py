@@ -123,3 +123,35 @@ def test_strata_rerun_reuses_its_tiles(cold_run, small_world, served_world, tmp_
     assert np.array_equal(
         rasterio.open(again.run_dir / "maps" / "strata.tif").read(1), rasterio.open(cold_run.run_dir / "maps" / "strata.tif").read(1)
     )
+
+
+def _cli(*args, module="estimator"):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _one_line_error(r, *fragments):
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_cli_refuses_a_sample_as_plain_labels_and_a_cold_job_without_a_legend(cold_run, tmp_path):
+    sample = draw_sample(open_run(cold_run.run_dir), n=200, min_per_stratum=5, seed=5)
+    write_json(tmp_path / "sample.geojson", sample)
+    train = {"stac": {"url": "http://127.0.0.1:1/"}, "period": {"start": "2021-09-01", "end": "2022-08-31"}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    r = _cli("fit", tmp_path / "train.yaml", "--labels", tmp_path / "sample.geojson", "--out", tmp_path / "m", module="training")
+    _one_line_error(r, "is a reference sample", "training labels add")
+    assert not (tmp_path / "m").exists()
+    r = _cli("labels", "add", tmp_path / "sample.geojson", "--store", tmp_path / "store", module="training")
+    _one_line_error(r, "no reference label")
+    job = yaml.safe_load((cold_run.run_dir.parent / "job.yaml").read_text())
+    job.pop("classes")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    _one_line_error(_cli("run", tmp_path / "job.yaml", "--out", tmp_path / "run"), "model: none needs `classes:`")
+    assert not (tmp_path / "run").exists()
