@@ -155,3 +155,21 @@ def test_cli_refuses_a_sample_as_plain_labels_and_a_cold_job_without_a_legend(co
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     _one_line_error(_cli("run", tmp_path / "job.yaml", "--out", tmp_path / "run"), "model: none needs `classes:`")
     assert not (tmp_path / "run").exists()
+
+
+def test_interpret_labels_a_strata_sample(cold_run, served_world, tmp_path):
+    from estimator.interpret.server import open_app
+
+    sample = draw_sample(open_run(cold_run.run_dir), n=120, min_per_stratum=3, seed=6)
+    write_json(tmp_path / "sample.geojson", sample)
+    app = open_app(tmp_path / "sample.geojson", cold_run.run_dir, interpreter="ana", stac_url=served_world.stac_url)
+    state = app.state()
+    assert state["classes"] == list(DEFAULT_CLASSES) and state["blind"] and state["target_class"] == "coca"
+    assert "map_class" not in state["units"][0]  # blind: nothing to show anyway, there is no map class
+    sid = state["units"][0]["id"]
+    unit = app.unit(sid)
+    assert unit["dates"] and unit["chips"]
+    assert app.chip(sid, unit["chips"][0], "true").startswith(b"\x89PNG")
+    assert app.answer({"id": sid, "label": "forest", "confidence": "high"}, consensus=False)["done"]["interpreter_1"] == 1
+    saved = json.loads((tmp_path / "sample.geojson").read_text())["features"][0]["properties"]
+    assert saved["sample_id"] == sid and saved["interpreter_1"] == "forest"
