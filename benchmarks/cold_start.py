@@ -118,26 +118,40 @@ def first_model(world: Any, stac_url: str, out: Path, first_sample: Path | None,
 
 
 def summarise(results: list[dict[str, Any]], ns: list[int]) -> str:
-    lines = ["| seeds | n | intervals | coverage | median half-width (ha) | median coca truth (ha) |", "|---|---:|---:|---:|---:|---:|"]
+    """Markdown tables: coverage and half-width of the coca intervals per seed and n (and over
+    all seeds of a role), then the first model per seed."""
+    lines = [
+        "| seeds | n | intervals | cover the truth | median half-width (ha) | median relative half-width | median true coca (ha) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    groups = [([r], f"{r['seed']} ({r['role']})") for r in results]
     for role in ("development", "report"):
         rs = [r for r in results if r["role"] == role]
-        if not rs:
-            continue
+        if len(rs) > 1:
+            groups.append((rs, f"all {role} seeds"))
+    for rs, label in groups:
         for n in ns:
             rows = [x for r in rs for x in r["draws"][str(n)]]
             cov = np.mean([x["covered"] for x in rows])
-            hw = np.median([(x["high"] - x["low"]) / 2 for x in rows])
-            tr = np.median([x["truth_ha"] for x in rows])
-            seeds = ",".join(str(r["seed"]) for r in rs)
-            lines.append(f"| {role} {seeds} | {n} | {len(rows)} | {100 * cov:.1f} % | {hw:.1f} | {tr:.1f} |")
-    lines += ["", "| seed | first model | spatial-CV coca F1 | mapped coca - truth, per region (ha) |", "|---|---|---:|---|"]
+            hw = [(x["high"] - x["low"]) / 2 for x in rows]
+            rel = [h / x["truth_ha"] for h, x in zip(hw, rows, strict=True) if x["truth_ha"] > 0]
+            lines.append(
+                f"| {label} | {n:,} | {len(rows)} | {100 * cov:.1f} % | {np.median(hw):.1f} | {100 * np.median(rel):.0f} % | "
+                f"{np.median([x['truth_ha'] for x in rows]):.1f} |"
+            )
+    lines += [
+        "",
+        "| seed | first model (units) | spatial-CV coca F1 | mapped coca - truth per region (ha) | median relative error |",
+        "|---|---|---:|---|---:|",
+    ]
     for r in results:
         fm = r.get("first_model") or {}
         if "error" in fm or not fm:
-            lines.append(f"| {r['seed']} ({r['role']}) | failed: {fm.get('error', 'not run')} | | |")
+            lines.append(f"| {r['seed']} ({r['role']}) | failed: {fm.get('error', 'not run')} | | | |")
             continue
         err = ", ".join(f"{m['region']} {m['mapped_ha'] - m['truth_ha']:+.1f}" for m in fm["mapped"])
-        lines.append(f"| {r['seed']} ({r['role']}) | {fm['id']} | {fm['coca_f1_cv']:.3f} | {err} |")
+        rel = np.median([(m["mapped_ha"] - m["truth_ha"]) / m["truth_ha"] for m in fm["mapped"] if m["truth_ha"] > 0])
+        lines.append(f"| {r['seed']} ({r['role']}) | {fm['id']} ({fm['n_units']}) | {fm['coca_f1_cv']:.3f} | {err} | {100 * rel:+.0f} % |")
     return "\n".join(lines)
 
 
@@ -147,7 +161,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 2000])
     ap.add_argument("--draws", type=int, default=8, help="samples drawn per seed and n")
     ap.add_argument("--out", type=Path, default=Path("/tmp/cold-bench"))
+    ap.add_argument("--summarise", action="store_true", help="only print the tables of OUT/results.json")
     args = ap.parse_args()
+    if args.summarise:
+        print(summarise(json.loads((args.out / "results.json").read_text()), args.n))
+        return
     results = []
     for seed in args.seeds:
         t = time.perf_counter()
