@@ -107,6 +107,11 @@ def test_an_unlabelled_strata_sample_is_refused(cold_run, tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(EstimatorError, match="have no label"):
         assess_run(cold_run.run_dir, tmp_path / "sample.geojson")
+    # Before an assessment there is no estimate to set beside a claim.
+    from estimator.claims.compare import read_run
+
+    with pytest.raises(EstimatorError, match=r"is a cold start \(model: none\): it holds strata, no estimate yet"):
+        read_run(cold_run.run_dir)
     # A label outside the job's legend is a spelling error, not a class.
     sample["features"][0]["properties"]["interpreter_1"] = "coca_bush"
     for f in sample["features"][1:]:
