@@ -15,11 +15,12 @@ The Python API of ``training``, sharing one implementation with its command line
 from estimator.stages.model import Model, load_model
 from training.extract import LabelSet, extract_samples, read_labels
 from training.fit import fit, fit_model, save_model, train
-from training.labels import LabelBatch
+from training.labels import DEFAULT_CLASSES, LabelBatch
 from training.registry import models, promote, register
 from training.store import BatchRecord, LabelStore
 
 __all__ = [
+    "DEFAULT_CLASSES",
     "BatchRecord",
     "LabelBatch",
     "LabelSet",

@@ -49,7 +49,7 @@ from typing import Any, Literal
 from estimator.claims.registry import Claim
 from estimator.errors import EstimatorError
 from estimator.location import check_writable
-from estimator.run.rundir import Comparison, Run, read_estimates, read_manifest
+from estimator.run.rundir import Comparison, Run, RunDirError, is_strata_manifest, read_estimates, read_manifest
 from estimator.warnings import ClaimPeriodMismatchWarning, RegionDefinitionWarning
 
 __all__ = [
@@ -253,6 +253,11 @@ def read_run(path: Path | str) -> RunEstimates:
     path = Path(path)
     manifest = read_manifest(path)
     estimates = read_estimates(path)
+    if is_strata_manifest(manifest) and not estimates["records"]:
+        raise RunDirError(
+            f"{path} is a cold start (model: none): it holds strata, no estimate yet; `estimator sample` it, label "
+            "the sample and `estimator assess` it, then compare"
+        )
     target = manifest.get("model", {}).get("target_class") or manifest.get("config", {}).get("target_class", "coca")
     period = str(estimates.get("period") or manifest["period"])
     start, _, end = period.partition("/")

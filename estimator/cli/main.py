@@ -22,6 +22,11 @@ EPILOG_RUN = """examples:
   python -m estimator run configs/jobs/vraem-2023.yaml
   python -m estimator run job.yaml --out runs/vraem --set stac.max_cloud_cover=60
   python -m estimator run job.yaml --scheduler tcp://10.0.0.5:8786
+  python -m estimator run hard/job.yaml --set model=none --set "classes=[coca, forest, pasture]" --out cold/run
+
+A job with `model: none` (a cold start, no labelled plot yet) writes label-free strata
+(maps/strata.tif) instead of a class map, for `sample` to draw from; it needs `classes:`,
+the legend to label (docs/cold_start.md).
 """
 EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --n 600 --out sample.geojson
@@ -32,6 +37,8 @@ Strata are region x map class by default (one error-adjusted estimate per region
 regions overlap (a district inside a province), strata are map class x cell of the overlaps
 and each region is estimated from its cells. '--strata class' uses map classes only
 (estimates per region by Stehman's domain estimator).
+From a cold-start run (model: none) strata are region x label-free stratum, and the legend
+to label is the job's `classes` (docs/cold_start.md).
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
 """
 EPILOG_INTERPRET = """examples:

@@ -25,6 +25,8 @@ __all__ = [
     "demo_train",
     "example",
     "generate_world",
+    "label_sample",
+    "preset_spec",
     "run_demo",
     "serve_world",
 ]
@@ -37,6 +39,8 @@ _WHERE = {
     "demo_train": "runner",
     "example": "examples",
     "generate_world": "world",
+    "label_sample": "examples",
+    "preset_spec": "world",
     "run_demo": "runner",
     "serve_world": "runner",
 }

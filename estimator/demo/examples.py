@@ -25,6 +25,7 @@ from estimator.demo.claims import write_demo_claims
 from estimator.demo.oracle import label_with_truth
 from estimator.demo.runner import build_demo, demo_job, demo_train
 from estimator.demo.world import World, WorldSpec, generator_version, load_world
+from estimator.location import write_json
 from estimator.run.checkpoints import TILE_FORMAT
 from estimator.run.rundir import COMPARISON_FILE, MANIFEST_FILE
 from estimator.stats.sample import sample_frame
@@ -33,11 +34,57 @@ from estimator.testing.servers import serve_world
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["Example", "example"]
+__all__ = ["Example", "example", "label_sample"]
 
 #: The example world: small enough to build in about a minute, large enough for three
 #: regions, several plots per class and a sample in every stratum.
 EXAMPLE_SPEC = WorldSpec(seed=3, size_px=256, n_dates=12)
+
+
+def label_sample(
+    sample: gpd.GeoDataFrame, world: World, *, disagreement: float = 0.03, seed: int = 0, out: Path | str | None = None,
+) -> gpd.GeoDataFrame:
+    """Label a reference sample drawn on a run of ``world`` with its truth (a SYNTHETIC oracle).
+
+    Interpreter 1 reads the world's class on its cut-off date at each point; interpreter 2
+    picks another class for a share ``disagreement`` of the points; the consensus settles
+    those. This stands in for photo-interpreters (``estimator interpret``) in the demo, the
+    notebooks and the benchmarks.
+
+    Parameters
+    ----------
+    sample
+        A sample from :func:`estimator.sample` on a run of this world.
+    world
+        The generated world (:func:`estimator.demo.generate_world`).
+    disagreement
+        Share of points where interpreter 2 errs.
+    seed
+        Seed of interpreter 2's errors.
+    out
+        Also write the labeled sample as GeoJSON here, with its design (a file that
+        ``estimator assess`` and ``training labels add`` read).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The sample with ``interpreter_1``, ``interpreter_2`` and ``consensus`` filled.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> from estimator.demo import example, label_sample
+    >>> ex = example()
+    >>> sample = estimator.sample(estimator.open_run(ex.run_dir), n=200, min_per_stratum=5)
+    >>> bool(label_sample(sample, ex.world)["consensus"].notna().all())
+    True
+    """
+    fc: dict[str, Any] = json.loads(sample.to_json(na="null", drop_id=True))
+    fc["sampling"] = dict(sample.attrs["sampling"])
+    labeled = label_with_truth(fc, world, disagreement=disagreement, seed=seed)
+    if out is not None:
+        write_json(Path(out), labeled)
+    return sample_frame(labeled)
 
 
 @dataclass(frozen=True)
@@ -90,9 +137,7 @@ class Example:
         >>> bool(labeled["interpreter_1"].notna().all())
         True
         """
-        fc: dict[str, Any] = json.loads(sample.to_json(na="null", drop_id=True))
-        fc["sampling"] = dict(sample.attrs["sampling"])
-        return sample_frame(label_with_truth(fc, self.world, disagreement=disagreement, seed=seed))
+        return label_sample(sample, self.world, disagreement=disagreement, seed=seed)
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:

@@ -12,6 +12,7 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -108,18 +109,35 @@ def run(
         location = RunLocation.open(job.output)
         check_run_location(location)
         regions = job_regions(job.regions)
-        model = load_model(job.model)
-        if job.target_class not in model.classes:
-            raise ConfigError(
-                f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
-            )
-        model = replace(model, target_class=job.target_class)
+        if not job.cold_start:
+            model = load_model(Path(job.model))
+            if job.target_class not in model.classes:
+                raise ConfigError(
+                    f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
+                )
+            model = replace(model, target_class=job.target_class)
+    if job.cold_start:
+        return _run_cold_start(job, regions, location, scheduler, client, timer, progress)
     # Connect before searching: a wrong scheduler address fails fast, before any work.
     if client is None and not scheduler and job.cluster.connect:
         client = connect_client(job.cluster.connect)
     with dask_context(scheduler or job.cluster.address, client) as client:
         result = _run(job, regions, model, location, client, timer, progress, truth)
     return result
+
+
+def _run_cold_start(
+    job: JobConfig, regions: Sequence[Region], location: RunLocation, scheduler: str | None, client: Any, timer: Timer,
+    progress: bool,
+) -> RunResult:
+    """``model: none``: label-free strata instead of a class map (:mod:`estimator.run.coldstart`)."""
+    from estimator.run.coldstart import run_strata
+
+    if client is None and not scheduler and job.cluster.connect:
+        client = connect_client(job.cluster.connect)
+    with dask_context(scheduler or job.cluster.address, client) as client:
+        rows, manifest, reused, retired = run_strata(job, regions, location, client, timer, progress)
+    return Run(location.output, rows, Manifest(manifest), tiles_reused=len(reused), retired=tuple(retired))
 
 
 def _run(

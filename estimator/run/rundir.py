@@ -67,6 +67,7 @@ __all__ = [
     "RunDirError",
     "check_run_location",
     "is_job_key",
+    "is_strata_manifest",
     "mark_run_location",
     "new_run_id",
     "open_run",
@@ -91,6 +92,8 @@ QUICKLOOK_FILE = "quicklook.png"
 def probability_map(target_class: str) -> str:
     """The run-relative path of the target-class probability map."""
     return f"maps/{target_class}_probability.tif"
+#: The map of a cold-start run (``model: none``): label-free strata in place of classes.
+STRATA_MAP = "maps/strata.tif"
 
 #: Marks a directory as written by ``estimator run``: only such a directory is written into
 #: when it already holds files, so a mistyped ``--out`` never overwrites or prunes others' files.
@@ -177,7 +180,12 @@ class Block:
 
 @dataclass(frozen=True)
 class RunDir:
-    """A run directory written by ``estimator run``."""
+    """A run directory written by ``estimator run``.
+
+    In a cold-start run (``model: none``) ``classes`` are the label-free strata and
+    ``class_map`` is the strata map: sampling stratifies by them the same way; assessment
+    estimates the areas of :attr:`reference_classes` instead.
+    """
 
     path: Path
     manifest: dict[str, Any]
@@ -189,6 +197,19 @@ class RunDir:
     @property
     def synthetic(self) -> bool:
         return bool(self.manifest.get("synthetic"))
+
+    @property
+    def strata_only(self) -> bool:
+        """A cold-start run: strata, no model, no class map."""
+        return is_strata_manifest(self.manifest)
+
+    @property
+    def reference_classes(self) -> tuple[str, ...]:
+        """Classes a reference sample of this run is labelled with: the job's legend in a
+        cold-start run, the model's classes otherwise."""
+        if self.strata_only:
+            return tuple(self.manifest["model"].get("reference_classes") or ())
+        return self.classes
 
     def class_map_sha256(self) -> str:
         h = hashlib.sha256()
@@ -220,6 +241,12 @@ class RunDir:
         """Grid-CRS coordinates of pixel centres."""
         a = self.grid.affine
         return a.c + a.a * (cols + 0.5) + a.b * (rows + 0.5), a.f + a.d * (cols + 0.5) + a.e * (rows + 0.5)
+
+
+def is_strata_manifest(manifest: Mapping[str, Any]) -> bool:
+    """Whether a manifest describes a cold-start run (``model: none``, strata map)."""
+    model = manifest.get("model")
+    return isinstance(model, dict) and model.get("id") == "none" and "strata" in model
 
 
 def write_estimates(run_dir: Path, records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
@@ -287,10 +314,15 @@ def open_run(path: Path | str) -> RunDir:
             )
         path = url
     path = Path(path)
-    mpath, cmap = path / MANIFEST_FILE, path / CLASS_MAP
+    mpath = path / MANIFEST_FILE
+    manifest = _read_json(path, MANIFEST_FILE) if mpath.is_file() else {}
+    strata = is_strata_manifest(manifest)
+    cmap, tag = (path / STRATA_MAP, "strata") if strata else (path / CLASS_MAP, "classes")
     if not mpath.is_file() or not cmap.is_file():
-        raise EstimatorError(f"{path} is not a finished run directory (needs manifest.json and maps/class.tif); run `estimator run` first")
-    manifest = _read_json(path, MANIFEST_FILE)
+        raise EstimatorError(
+            f"{path} is not a finished run directory (needs manifest.json and {STRATA_MAP if strata else CLASS_MAP}); "
+            "run `estimator run` first"
+        )
     try:
         cfg = manifest["config"]
         model_classes = list(manifest["model"]["classes"])
@@ -301,7 +333,7 @@ def open_run(path: Path | str) -> RunDir:
         with rasterio.open(cmap) as src:
             grid = GeoBox((src.height, src.width), src.transform, src.crs)
             tags = src.tags()
-            classes = tuple(json.loads(tags["classes"])[1:])
+            classes = tuple(json.loads(tags[tag])[1:])
     except (RasterioIOError, KeyError, ValueError):
         raise RunDirError(f"{cmap} is not a readable class map of this run; rerun the job") from None
     if list(classes) != model_classes:
@@ -652,6 +684,9 @@ class Run:
     def maps(self) -> xr.Dataset:
         """The class map, target probability and clear-observation count, opened lazily.
 
+        For a cold-start run (``model: none``) the Dataset holds ``strata`` (label-free strata,
+        names in ``attrs["strata"]``) and ``valid_obs_count`` instead.
+
         ``class`` holds codes (0 unobserved, ``i + 1`` for ``attrs["classes"][i + 1]``, as CF
         ``flag_values``/``flag_meanings``); ``<target>_probability`` is NaN where unobserved;
         ``valid_obs_count`` is -1 outside the grid's footprint. The CRS is in ``attrs["crs"]``
@@ -778,6 +813,8 @@ def _open_maps(location: RunLocation, manifest: Manifest) -> xr.Dataset:
     import xarray as xr
 
     target = manifest.target_class
+    if is_strata_manifest(manifest):
+        return _open_strata_maps(location, manifest)
     cls = _open_map(location, CLASS_MAP)
     labels = ["unobserved", *manifest.classes]
     if json.loads(cls.attrs.get("classes", "[]")) != labels:
@@ -791,6 +828,27 @@ def _open_maps(location: RunLocation, manifest: Manifest) -> xr.Dataset:
     ds = xr.Dataset({"class": cls, f"{target}_probability": prob, "valid_obs_count": count})
     ds.attrs.update(
         crs=manifest.crs, classes=labels, target_class=target, period=manifest.period,
+        model_id=manifest.model_id, synthetic=manifest.synthetic, run_dir=str(location),
+    )
+    if manifest.synthetic:
+        ds.attrs["note"] = SYNTHETIC_BANNER
+    return ds
+
+
+def _open_strata_maps(location: RunLocation, manifest: Manifest) -> xr.Dataset:
+    """A cold-start run (``model: none``): label-free strata in place of the class map."""
+    import xarray as xr
+
+    strata = _open_map(location, STRATA_MAP)
+    labels = json.loads(strata.attrs.get("strata", "[]"))
+    if not labels:
+        raise EstimatorError(f"{location}: {STRATA_MAP} names no strata; rerun the job")
+    strata.attrs.update(flag_values=list(range(len(labels))), flag_meanings=" ".join(labels), long_name="label-free strata")
+    count = _open_map(location, COUNT_MAP)
+    count.attrs.update(long_name="clear observations in the period", units="1")
+    ds = xr.Dataset({"strata": strata, "valid_obs_count": count})
+    ds.attrs.update(
+        crs=manifest.crs, strata=labels, target_class=manifest.target_class, period=manifest.period,
         model_id=manifest.model_id, synthetic=manifest.synthetic, run_dir=str(location),
     )
     if manifest.synthetic:

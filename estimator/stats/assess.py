@@ -26,6 +26,7 @@ from estimator.errors import ReferenceSampleError
 from estimator.location import write_json, write_text
 from estimator.regions.geometry import to_crs
 from estimator.report.run_report import render_report_md
+from estimator.report.strata_report import render_strata_report_md
 from estimator.run.rundir import Run, RunDir, open_run, read_run, write_estimates
 from estimator.stages.estimate import apply_coverage
 from estimator.stats.area import AreaSampleError, StehmanResult, olofsson, stehman
@@ -107,7 +108,7 @@ def _check_reference(data: Any, path: str, run: RunDir) -> ReferenceSample:
         )
     if sampling.get("class_map_sha256") != run.class_map_sha256():
         raise ReferenceSampleError(f"{path} was drawn from another class map than {run.class_map}; sample this run again")
-    classes = set(run.classes)
+    classes = set(run.reference_classes)
     ny, nx = run.grid.shape.yx
     units: list[dict[str, Any]] = []
     missing: list[str] = []
@@ -155,7 +156,9 @@ def _check_reference(data: Any, path: str, run: RunDir) -> ReferenceSample:
             "units: draw a new sample from this run (another --seed), or assess a model trained without that batch"
         )
     if unknown:
-        raise ReferenceSampleError(f"labels {sorted(unknown)} are not classes of this run ({', '.join(run.classes)}); fix the spelling")
+        raise ReferenceSampleError(
+            f"labels {sorted(unknown)} are not classes of this run ({', '.join(run.reference_classes)}); fix the spelling"
+        )
     if missing or disagree:
         raise ReferenceSampleError(
             f"{len(missing)} unit(s) have no label (e.g. {missing[:3]}) and {len(disagree)} disagree without a consensus "
@@ -212,6 +215,12 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
             continue
         ids = {s["id"] for s in strata}
         units = [u for u in ref.units if u["stratum"] in ids]
+        if run.strata_only:
+            # Strata are not classes: Stehman's estimator over the region's own strata.
+            out[region.id] = _stehman_over_cells(
+                region.id, strata, units, list(run.reference_classes), z, adjust, scope="region: strata lie inside the region"
+            )
+            continue
         if len({s["region"] for s in strata}) > 1:
             out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust)
             continue
@@ -261,23 +270,24 @@ def _stehman_record(r: StehmanResult, classes: list[str], z: float, scope: str) 
 
 
 def _stehman_over_cells(
-    region: str, strata: list[dict[str, Any]], units: list[dict[str, Any]], classes: list[str], z: float, adjust: bool
+    region: str, strata: list[dict[str, Any]], units: list[dict[str, Any]], classes: list[str], z: float, adjust: bool,
+    scope: str = "region: strata are the cells of overlapping regions that make it up",
 ) -> dict[str, Any]:
     px = {s["id"]: s["pixels"] for s in strata}
     px_area = sum(s["area_ha"] for s in strata) / sum(px.values())
     samples = [(u["stratum"], u["map_class"], u["reference"]) for u in units]
     try:
-        r = stehman(px, samples, z=z, pixel_area=px_area, adjust_zero_cells=adjust)
+        r = stehman(px, samples, z=z, pixel_area=px_area, adjust_zero_cells=adjust, classes=classes)
     except AreaSampleError as e:
         raise ReferenceSampleError(f"region {region}: {e}") from None
-    return _stehman_record(r, classes, z, "region: strata are the cells of overlapping regions that make it up")
+    return _stehman_record(r, classes, z, scope)
 
 
 def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool) -> dict[str, dict[str, Any]]:
     """Strata are map classes over all regions; each region is a domain. Areas get the
     Jeffreys interval at the effective sample size (``adjust``) or the textbook Wald
     interval; accuracies count only the region's units."""
-    classes = list(run.classes)
+    classes = list(run.reference_classes)
     strata = {s["id"]: s["pixels"] for s in ref.sampling["strata"]}
     area_total = sum(s["area_ha"] for s in ref.sampling["strata"])
     px_area = area_total / sum(strata.values())
@@ -290,12 +300,42 @@ def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool
         try:
             r = stehman(
                 strata, samples, z=z, pixel_area=px_area, domain=inside, adjust_zero_cells=adjust,
-                interval="jeffreys-effective-n" if adjust else "wald",
+                interval="jeffreys-effective-n" if adjust else "wald", classes=classes if run.strata_only else (),
             )
         except AreaSampleError as e:
             raise ReferenceSampleError(str(e)) from None
         out[region.id] = _stehman_record(r, classes, z, "region as a domain: ratios of the region's units only")
     return out
+
+
+def _legend_records(est: dict[str, Any], run: RunDir) -> list[dict[str, Any]]:
+    """A cold-start run's records: one per region and class of the legend, with the region's
+    coverage figures from its strata rows; no mapped area (there is no map)."""
+    first: dict[str, dict[str, Any]] = {}
+    for row in est.get("strata") or []:
+        first.setdefault(row["region"], row)
+    keep = ("region", "region_name", "period", "observed_fraction", "failed_read_fraction", "region_area_ha", "observed_area_ha", "synthetic")
+    return [
+        {
+            **{k: row.get(k) for k in keep}, "class": c, "estimator": None, "mapped_area_ha": None, "area_ha": None,
+            "ci95_low_ha": None, "ci95_high_ha": None, "mapped_pixels": None, "model_id": "none", "se_area_ha": None,
+            "users_accuracy": None, "producers_accuracy": None, "sample_n": None, "model_based_area_ha": None,
+        }
+        for row in first.values()
+        for c in run.reference_classes
+    ]
+
+
+def _strata_regions_summary(results: dict[str, dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    """Per region of a cold-start assessment: units and units per reference class (no accuracy)."""
+    return {
+        rid: {
+            "n": r["n"],
+            "accuracy_scope": "none: no model, no map class",
+            "per_class": {c: {"units_reference": int(r["n_reference"][i])} for i, c in enumerate(classes)},
+        }
+        for rid, r in results.items()
+    }
 
 
 def _interval_note(by_region: bool, adjust: bool) -> str:
@@ -337,8 +377,8 @@ def assess_run(
     estimate = _olofsson_by_region if by_region else _stehman_by_domain
     results = estimate(run, ref, z, adjust_zero_cells)
     est = run.estimates()
-    records = est["records"]
-    classes = list(run.classes)
+    records = _legend_records(est, run) if run.strata_only else est["records"]
+    classes = list(run.reference_classes)
     for rec in records:
         res = results.get(rec["region"])
         if res is None:
@@ -355,8 +395,8 @@ def assess_run(
             se_area_ha=round(max(se, (hi - lo) / (2 * z)), 4),
             ci95_low_ha=round(max(lo, 0.0), 4),
             ci95_high_ha=round(hi, 4),
-            users_accuracy=_num(res["users_accuracy"][i]),
-            producers_accuracy=_num(res["producers_accuracy"][i]),
+            users_accuracy=None if run.strata_only else _num(res["users_accuracy"][i]),
+            producers_accuracy=None if run.strata_only else _num(res["producers_accuracy"][i]),
             sample_n=res["n"],
         )
     cov = run.manifest["config"].get("coverage", {"unobserved": "withhold", "transfer_uncertainty": 0.5})
@@ -372,7 +412,7 @@ def assess_run(
         else "textbook (Olofsson 2014 eq. 10 / Stehman 2014 eq. 25)",
         "interval": _interval_note(by_region, adjust_zero_cells),
         "interpreters": ref.agreement,
-        "regions": {
+        "regions": _strata_regions_summary(results, classes) if run.strata_only else {
             rid: {
                 "n": r["n"],
                 "accuracy_scope": r["accuracy_scope"],
@@ -394,15 +434,20 @@ def assess_run(
         "A user's accuracy needs units mapped as the class in the region, a producer's accuracy units of that "
         "reference class; where there are none it is null (not estimable), never the whole sample's figure.",
     }
+    if run.strata_only:
+        assessment["accuracy_note"] = (
+            "No accuracy: the run has no model and so no map class to be right or wrong (model: none). The strata "
+            "only made the sample efficient; the areas above are design-based (Stehman 2014) for every class."
+        )
     meta = {k: v for k, v in est.items() if k != "records"}
     write_estimates(run.path, records, {**meta, "assessment": "assessment.json"})
     write_json(run.path / "assessment.json", assessment)
-    write_text(
-        run.path / "report.md",
-        render_report_md(
-            records, run.manifest, target_class=run.manifest["model"]["target_class"], truth=truth, assessment=assessment
-        ),
-    )
+    target = run.manifest["model"]["target_class"]
+    if run.strata_only:
+        report = render_strata_report_md(est.get("strata") or [], run.manifest, records=records, truth=truth, assessment=assessment)
+    else:
+        report = render_report_md(records, run.manifest, target_class=target, truth=truth, assessment=assessment)
+    write_text(run.path / "report.md", report)
     return {"records": records, "assessment": assessment}
 
 

@@ -257,6 +257,16 @@ def draw_sample(
             **dict.fromkeys(LABEL_FIELDS),
         }
         features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [float(lon[i]), float(lat[i])]}, "properties": props})
+    kind = "label-free stratum" if run.strata_only else "map class"
+    sampling_extra: dict[str, Any] = {}
+    if run.strata_only:
+        # No model made these strata: the sample estimates every class of the job's legend
+        # (Stehman 2014) and may train the first model (training labels add).
+        sampling_extra = {
+            "model": "none",
+            "strata_map": run.manifest["model"]["strata"],
+            "map_class_note": "map_class holds each unit's label-free stratum: there is no model, so no map class",
+        }
     return {
         "type": "FeatureCollection",
         "features": features,
@@ -264,9 +274,9 @@ def draw_sample(
             "schema": SAMPLE_SCHEMA,
             "design": "stratified random sample of pixel centres; strata = "
             + (
-                ("region x map class" if not any(len(s.regions) > 1 for s in strata) else "map class x cell of overlapping regions")
+                (f"region x {kind}" if not any(len(s.regions) > 1 for s in strata) else f"{kind} x cell of overlapping regions")
                 if by_region
-                else "map class"
+                else kind
             ),
             "by_region": by_region,
             "overlapping_regions": any(len(s.regions) > 1 for s in strata),
@@ -285,9 +295,10 @@ def draw_sample(
             ],
             "synthetic": run.synthetic,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "instructions": "Label each point's reference class (one of the map classes) in interpreter_1 and "
-            "interpreter_2 independently; set consensus where they disagree.",
-            "classes": list(run.classes),
+            "instructions": "Label each point's reference class (one of the classes listed here) in interpreter_1 "
+            "and interpreter_2 independently; set consensus where they disagree.",
+            "classes": list(run.reference_classes),
+            **sampling_extra,
         },
     }
 
