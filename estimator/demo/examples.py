@@ -68,7 +68,8 @@ def label_sample(
     Returns
     -------
     geopandas.GeoDataFrame
-        The sample with ``interpreter_1``, ``interpreter_2`` and ``consensus`` filled.
+        The sample with ``interpreter_1`` and ``interpreter_2`` filled, and ``consensus``
+        where they disagree.
 
     Examples
     --------
@@ -76,7 +77,8 @@ def label_sample(
     >>> from estimator.demo import example, label_sample
     >>> ex = example()
     >>> sample = estimator.sample(estimator.open_run(ex.run_dir), n=200, min_per_stratum=5)
-    >>> bool(label_sample(sample, ex.world)["consensus"].notna().all())
+    >>> labeled = label_sample(sample, ex.world)
+    >>> bool(labeled["interpreter_1"].notna().all() and labeled["interpreter_2"].notna().all())
     True
     """
     fc: dict[str, Any] = json.loads(sample.to_json(na="null", drop_id=True))

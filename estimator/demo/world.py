@@ -280,6 +280,7 @@ def preset_spec(preset: str = "easy", *, seed: int = 42, size_px: int | None = N
 
     Examples
     --------
+    >>> from estimator.demo import preset_spec
     >>> preset_spec("hard", seed=101).n_dates
     30
     """
