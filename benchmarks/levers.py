@@ -118,12 +118,11 @@ def world_cube(world: Path, cache: Path) -> dict[str, np.ndarray]:
                 v = (r[_B[a]] - r[_B[b]]) / (r[_B[a]] + r[_B[b]])
                 out[:, sl[0], sl[1]] = np.clip(v, -1, 1)
         if days is None:
-            days = np.array([(np.datetime64(bymap[g[0]].datetime.date()) - np.datetime64("2021-01-01")).astype(int)
-                             for g in stack.groups])
+            days = np.array([plan.items[g[0]].solar_day.toordinal() - 737791 for g in stack.groups])  # days since 2021-01-01
         print(f"  tile {tile.id} at row {r0} col {c0}", file=sys.stderr)
     cube = {"feats": feats, "ndvi": ndvi, "nbr": nbr, "days": np.asarray(days)}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **cube)
+    np.savez(path, feats=feats, ndvi=ndvi, nbr=nbr, days=cube["days"])
     return cube
 
 
@@ -304,7 +303,12 @@ def make_hgb(seed: int = 0) -> Any:
                                           class_weight="balanced", early_stopping=False, random_state=seed)
 
 
-CLASSIFIERS: dict[str, Callable[[], Any]] = {"rf": make_rf, "hgb": make_hgb}
+def make_rf_leaf20(seed: int = 0) -> Any:
+    """The demo's forest with leaves of at least 20 pixels: smoother, less tied to the strip."""
+    return make_rf(seed).set_params(min_samples_leaf=20)
+
+
+CLASSIFIERS: dict[str, Callable[[], Any]] = {"rf": make_rf, "hgb": make_hgb, "rf_leaf20": make_rf_leaf20}
 
 
 def _f1(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
@@ -386,8 +390,10 @@ def feature_sets(names: list[str]) -> dict[str, list[str]]:
     ctx = [n for n in names if any(f"{s}" in n for s in ("_mean", "_std3", "_std7", "_std15", "_diff"))
            and n not in base]
     geom = ["dist_forest_m", "nonforest_patch_ha"]
+    # Absolute reflectance shifts with soil brightness and haze between areas; indices are ratios.
+    indices = [n for n in base if not any(n == f"{band}_median" for band in REFLECTANCE_BANDS)]
     return {
-        "base": base, "base+harmonic": base + harm, "base+context": base + ctx, "base+geometry": base + geom,
+        "base": base, "indices": indices, "indices+harmonic": indices + harm, "base+harmonic": base + harm, "base+context": base + ctx, "base+geometry": base + geom,
         "base+context+geometry": base + ctx + geom, "all": base + harm + ctx + geom,
     }
 
