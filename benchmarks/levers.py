@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -387,8 +388,7 @@ def evaluate(tab: dict[str, Any], columns: list[str], clf_name: str) -> dict[str
 def feature_sets(names: list[str]) -> dict[str, list[str]]:
     base = list(FEATURE_NAMES)
     harm = [n for n in names if "_h_" in n or "drops_per_year" in n or "paired_days" in n]
-    ctx = [n for n in names if any(f"{s}" in n for s in ("_mean", "_std3", "_std7", "_std15", "_diff"))
-           and n not in base]
+    ctx = [n for n in names if re.search(r"_(mean|std|diff)\d+$", n)]
     geom = ["dist_forest_m", "nonforest_patch_ha"]
     # Absolute reflectance shifts with soil brightness and haze between areas; indices are ratios.
     indices = [n for n in base if not any(n == f"{band}_median" for band in REFLECTANCE_BANDS)]
