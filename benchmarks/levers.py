@@ -21,6 +21,9 @@ are a little above the product's. Development seeds only (1-3): the report seeds
 run through this script.
 
     python benchmarks/levers.py --worlds /tmp/hard-dev --seeds 1 2 3 --cache /tmp/levers-cache
+    python benchmarks/levers.py --worlds /tmp/hard-dev --seeds 1 --runs base:rf base+harmonic:rf base:hgb
+
+Results and the decision they led to: BENCHMARKS.md, "Levers".
 """
 
 from __future__ import annotations
