@@ -170,7 +170,8 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
             continue
         ids = {s["id"] for s in strata}
         units = [u for u in ref.units if u["stratum"] in ids]
-        if len({s["region"] for s in strata}) > 1:
+        # Target-area strata are not map classes: Stehman's estimator even in one cell.
+        if len({s["region"] for s in strata}) > 1 or ref.sampling.get("kind") == "target-area":
             out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust)
             continue
         N = np.zeros(k)
