@@ -15,6 +15,7 @@ so ``assess`` uses Stehman's (2014) estimator; the sample file records the desig
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,7 @@ class TargetStratum:
 
 def _labels(bins: Sequence[float]) -> list[str]:
     edges = [0.0, *bins, 1.0]
-    return [f"p{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)] + ["buffer"]
+    return [f"p{a:g}-{b:g}" for a, b in itertools.pairwise(edges)] + ["buffer"]
 
 
 def _codes(b: Block, bins: np.ndarray) -> np.ndarray:
