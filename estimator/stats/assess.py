@@ -172,7 +172,12 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
         units = [u for u in ref.units if u["stratum"] in ids]
         # Target-area strata are not map classes: Stehman's estimator even in one cell.
         if len({s["region"] for s in strata}) > 1 or ref.sampling.get("kind") == "target-area":
-            out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust)
+            scope = (
+                "region: strata are target-probability bins and a buffer within the region's cells"
+                if ref.sampling.get("kind") == "target-area"
+                else "region: strata are the cells of overlapping regions that make it up"
+            )
+            out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust, scope)
             continue
         N = np.zeros(k)
         area = 0.0
@@ -220,7 +225,8 @@ def _stehman_record(r: StehmanResult, classes: list[str], z: float, scope: str) 
 
 
 def _stehman_over_cells(
-    region: str, strata: list[dict[str, Any]], units: list[dict[str, Any]], classes: list[str], z: float, adjust: bool
+    region: str, strata: list[dict[str, Any]], units: list[dict[str, Any]], classes: list[str], z: float, adjust: bool,
+    scope: str,
 ) -> dict[str, Any]:
     px = {s["id"]: s["pixels"] for s in strata}
     px_area = sum(s["area_ha"] for s in strata) / sum(px.values())
@@ -229,7 +235,7 @@ def _stehman_over_cells(
         r = stehman(px, samples, z=z, pixel_area=px_area, adjust_zero_cells=adjust)
     except AreaSampleError as e:
         raise ReferenceSampleError(f"region {region}: {e}") from None
-    return _stehman_record(r, classes, z, "region: strata are the cells of overlapping regions that make it up")
+    return _stehman_record(r, classes, z, scope)
 
 
 def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool) -> dict[str, dict[str, Any]]:
