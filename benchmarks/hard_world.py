@@ -10,6 +10,11 @@ oracle-labelled stratified sample of 3000 points, ``assess``) and reports, per r
 - the design-based estimate with its 95 % interval, for the adjusted variance (the default of
   ``assess``) and the textbook one (``--no-zero-cell-adjustment``), and whether each covers
   the truth; with ``--extra-samples K``, K more oracle samples of the same map too;
+- the decision rule (issue 13, part 3): the mapped area with the model card's coca threshold
+  (chosen out of fold so that commission equals omission; what the demo now runs) beside
+  the mapped area of the same model with the most probable class (the job re-run with a copy
+  of the model whose card has no threshold), and the model-based area (sum of calibrated
+  coca probabilities over observed pixels), each against the truth;
 - per seed, the model card's coca F1 under spatially blocked CV (its headline) and
   plot-grouped CV, and the map's coca F1 against the truth in the regions, i.e. on an area
   the model never saw a label from.
@@ -38,15 +43,18 @@ import numpy as np
 import rasterio
 from rasterio.warp import Resampling, reproject
 
+from estimator.config import load_job
 from estimator.demo.landscape import DEMO_CLASSES
 from estimator.demo.oracle import label_with_truth
-from estimator.demo.runner import DEMO_SAMPLE_N, run_demo
+from estimator.demo.runner import DEMO_SAMPLE_N, demo_job, run_demo
 from estimator.demo.world import generate_world, load_world, preset_spec
 from estimator.location import write_json
+from estimator.run.pipeline import run
 from estimator.run.rundir import open_run
 from estimator.stages.model import load_model
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
+from estimator.testing.servers import serve_world
 
 DEV_SEEDS = (1, 2, 3)
 REPORT_SEEDS = (101, 102, 103, 104, 105)
@@ -105,6 +113,25 @@ def commission_by_kind(demo: Path, target: str = "coca") -> dict[str, tuple[int,
     }
 
 
+def argmax_mapped(demo: Path) -> dict[str, float]:
+    """Mapped coca per region of the same model with the most probable class: the job re-run
+    with a copy of the model whose card has no decision rule (the rule lives in the card,
+    so the forest and its probabilities are identical)."""
+    model_dir = demo / "model-argmax"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    shutil.copytree(demo / "model", model_dir)
+    card = json.loads((model_dir / "card.json").read_text())
+    card.pop("decision", None)
+    write_json(model_dir / "card.json", card)
+    world = load_world(demo / "world")
+    job_path = demo / "job-argmax.yaml"
+    with serve_world(world.root, demo / "serve") as served:
+        job_path.write_text(json.dumps(demo_job(world, served.stac_url, model_dir, demo / "run-argmax")))
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = run(load_job(job_path), progress=False)
+    return {r["region"]: r["mapped_area_ha"] for r in result.records if r["class"] == "coca"}
+
+
 def assess_both(demo: Path, sample_path: Path, truth: dict[str, float], scratch: Path) -> list[dict[str, Any]]:
     """Coca records of both variance options for one labelled sample, with coverage."""
     rows = []
@@ -136,7 +163,10 @@ def bench_seed(
     truth_all = json.loads(world.truth_path.read_text())
     truth = {rid: r["area_ha"]["coca"] for rid, r in truth_all["regions"].items()}
     card = load_model(demo / "model").card
-    mapped = {r["region"]: r["mapped_area_ha"] for r in result["mapped_records"] if r["class"] == "coca"}
+    coca = [r for r in result["mapped_records"] if r["class"] == "coca"]
+    mapped = {r["region"]: r["mapped_area_ha"] for r in coca}
+    model_based = {r["region"]: r["model_based_area_ha"] for r in coca}
+    argmax = argmax_mapped(demo) if card.get("decision") else mapped
     with tempfile.TemporaryDirectory() as tmp:
         samples = [demo / "sample-labeled.geojson"]
         run = open_run(demo / "run")
@@ -156,6 +186,9 @@ def bench_seed(
         "truth_ha": truth,
         "truth_subpixel_ha": truth_all["coca_subpixel_ha"],
         "mapped_ha": mapped,
+        "argmax_mapped_ha": argmax,
+        "model_based_ha": model_based,
+        "decision": card.get("decision"),
         "f1_spatial_cv": card["metrics"]["per_class"]["coca"]["f1"],
         "f1_plot_cv": (card.get("metrics_plot_cv") or {}).get("per_class", {}).get("coca", {}).get("f1"),
         "map_in_regions": map_f1_in_regions(demo),
@@ -195,6 +228,19 @@ def report(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {res['seed']} | {res['f1_spatial_cv']:.3f} | {plot} | {m['f1']:.3f} ({m['precision']:.3f} / {m['recall']:.3f}) | {res['seconds']:.0f} ({res['world_seconds']:.0f}) |"
         )
+    lines += [
+        "",
+        "| seed | coca threshold (OOF mapped/true at argmax) | region | true ha | mapped ha, argmax | error | mapped ha, threshold | error | model-based ha | error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        d = res.get("decision") or {}
+        rule = f"{d['threshold']:.3f} ({d['oof_argmax']['mapped_over_true']:.2f})" if d else "none"
+        for rid, true in res["truth_ha"].items():
+            cells = []
+            for v in (res["argmax_mapped_ha"][rid], res["mapped_ha"][rid], res["model_based_ha"][rid]):
+                cells += [f"{v:.1f}", f"{100 * (v - true) / true:+.0f} %" if true else "-"]
+            lines.append(f"| {res['seed']} | {rule} | {rid} | {true:.1f} | " + " | ".join(cells) + " |")
     kinds = [res for res in results if res.get("by_kind")]
     if kinds:
         names = sorted({k for res in kinds for k in res["by_kind"]})
@@ -212,6 +258,13 @@ def report(results: list[dict[str, Any]]) -> str:
     lines.append("")
     big = [(res, rid) for res in results for rid, true in res["truth_ha"].items() if true >= MIN_TRUE_HA]
     errors = [abs(res["mapped_ha"][rid] - res["truth_ha"][rid]) / res["truth_ha"][rid] for res, rid in big]
+    for name, key in (("argmax", "argmax_mapped_ha"), ("model-based", "model_based_ha")):
+        errs = [abs(res[key][rid] - res["truth_ha"][rid]) / res["truth_ha"][rid] for res, rid in big]
+        if errs:
+            lines.append(
+                f"{name} area, regions with >= {MIN_TRUE_HA:.0f} ha of coca: within 10 % of the truth in "
+                f"{sum(e <= 0.10 for e in errs)}/{len(errs)}; median |error| {100 * statistics.median(errs):.0f} %."
+            )
     if errors:
         within = sum(e <= 0.10 for e in errors)
         lines.append(

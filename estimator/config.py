@@ -34,6 +34,7 @@ __all__ = [
     "StacConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_grid_crs",
     "config_hash",
     "load_job",
     "load_train",
@@ -92,10 +93,42 @@ class RegionsConfig(_Strict):
 
 
 class GridConfig(_Strict):
-    resolution: float = Field(10.0, gt=0, description="Output pixel size in CRS units (metres for UTM).")
-    crs: str | None = Field(None, description="Output CRS, e.g. EPSG:32718; default: UTM zone of the regions.")
+    resolution: float = Field(10.0, gt=0, description="Output pixel size in metres.")
+    crs: str | None = Field(
+        None, description="Output CRS, projected with axes in metres, e.g. EPSG:32718; default: UTM zone of the regions."
+    )
     tile_size: int = Field(2048, ge=64, description="Output-grid tile edge in pixels (unit of work and checkpoint).")
     chunk_size: int = Field(1024, ge=64, description="Dask chunk edge in pixels within a tile.")
+
+    @field_validator("crs")
+    @classmethod
+    def _projected_metres(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        return check_grid_crs(v)
+
+
+def check_grid_crs(value: str) -> str:
+    """``value`` if it names a projected CRS whose axes are in metres, else a ``ValueError``.
+
+    The grid's resolution is read in CRS units and hectares come from pixel areas: a
+    geographic CRS would read 10 as 10 degrees, and feet would be off by 10.8x.
+    """
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(value)
+    except CRSError:
+        raise ValueError(f"unknown CRS '{value}'; give an EPSG code such as EPSG:32718 (UTM 18S)") from None
+    units = {a.unit_name for a in crs.axis_info}
+    if not crs.is_projected or units != {"metre"}:
+        kind = "geographic (degrees)" if crs.is_geographic else f"in {', '.join(sorted(units)) or 'unknown units'}"
+        raise ValueError(
+            f"CRS '{value}' is {kind}; the grid needs a projected CRS in metres, e.g. the UTM zone EPSG:32718, "
+            "or leave grid.crs out to use the regions' UTM zone"
+        )
+    return value
 
 
 class MaskConfig(_Strict):
@@ -259,6 +292,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from e
+    except ValueError as e:
+        # PyYAML builds dates while parsing: 2021-02-30 raises here, not in validation.
+        raise ConfigError(f"{path}: {e} (a date that does not exist?); fix the value") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read ({type(e).__name__}); give a readable YAML file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys (stac:, period:, ...), got {type(data).__name__}")
     return data
@@ -273,7 +311,7 @@ def _format_validation(path: Path, err: ValidationError) -> str:
     elif kind == "extra_forbidden":
         msg = f"unknown key '{key}' (check the spelling; see the README for accepted keys)"
     else:
-        msg = f"key '{key}': {first['msg']}"
+        msg = f"key '{key}': {first['msg'].removeprefix('Value error, ')}"
     more = f" (+{err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
     return f"{path}: {msg}{more}"
 
@@ -317,6 +355,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: '{raw}' is not a valid YAML value; quote it") from None
+        except ValueError as e:
+            raise ConfigError(f"--set {key}: '{raw}': {e}; fix the value") from None
         set_dotted(data, key.strip(), value)
     return data
 

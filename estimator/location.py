@@ -18,7 +18,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from fsspec.registry import known_implementations
 
 from estimator.errors import ConfigError
 
-__all__ = ["OutputLike", "RunLocation", "as_output", "atomic_path", "is_url", "write_json", "write_text"]
+__all__ = ["OutputLike", "RunLocation", "as_output", "atomic_path", "check_writable", "is_url", "write_json", "write_text"]
 
 #: A job's ``output``: a local directory, or the URL of a remote one.
 OutputLike = Path | str
@@ -51,6 +51,23 @@ def atomic_path(dst: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable(dst: Path, what: str = "output", *, directory: bool = False) -> None:
+    """Fail in one line, before any work, when ``dst`` could not be written: its nearest
+    existing ancestor is not a writable directory, or it exists as the wrong kind of entry.
+    Nothing is created."""
+    dst = Path(dst).expanduser().absolute()
+    if dst.exists() and dst.is_dir() != directory:
+        kind = "a directory" if dst.is_dir() else "a file"
+        raise ConfigError(f"{what} {dst} is {kind}; give a {'directory' if directory else 'file'} path")
+    parent = dst if directory and dst.exists() else dst.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {what} {dst}: {parent} is a file, not a directory; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {what} {dst}: no permission to write in {parent}; choose another path")
 
 
 def write_text(dst: Path, text: str) -> None:
@@ -160,24 +177,50 @@ class RunLocation:
         with suppress(FileNotFoundError):
             self.fs.rm(self.path(rel), recursive=True)
 
-    @contextmanager
-    def staged(self, last: str) -> Iterator[Path]:
-        """A local directory to write the final outputs in (COG writers need local files).
+    def names(self) -> list[str]:
+        """Names of the entries directly under the location; empty when it does not exist."""
+        try:
+            entries = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
-        For a local run it is the run directory itself. For a remote one it is a temporary
-        directory, uploaded when the block succeeds: the old ``last`` file is removed first
-        and the new one uploaded after every other file, so its presence means a complete
-        run.
+    def move(self, rel: str, dst_rel: str) -> None:
+        """Move ``rel`` to ``dst_rel`` inside the location."""
+        if self.local is not None:
+            (self.local / dst_rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.local / rel, self.local / dst_rel)
+        else:
+            self.fs.mv(self.path(rel), self.path(dst_rel))
+
+    @contextmanager
+    def staged(self, last: str, before_commit: Callable[[], None] | None = None) -> Iterator[Path]:
+        """A local directory to write a set of outputs in, committed as a set when the block
+        succeeds (COG writers also need local files).
+
+        For a local run it is a hidden directory inside the run directory (same file
+        system, so each file is renamed into place); for a remote one a temporary directory,
+        uploaded. The commit removes the old ``last`` file first, calls ``before_commit``,
+        puts every other file in place and ``last`` after them: ``last`` present means the
+        files beside it belong to it. A failure before the commit leaves the old set as it
+        was; an interruption during it leaves no ``last``, which readers refuse.
         """
         if self.local is not None:
             self.local.mkdir(parents=True, exist_ok=True)
-            yield self.local
-            return
-        with tempfile.TemporaryDirectory(prefix="estimator-stage-") as tmp:
+            tmp_ctx: Any = tempfile.TemporaryDirectory(prefix=".staging-", dir=self.local)
+        else:
+            tmp_ctx = tempfile.TemporaryDirectory(prefix="estimator-stage-")
+        with tmp_ctx as tmp:
             stage = Path(tmp)
             yield stage
             if self.exists(last):
                 self.fs.rm(self.path(last))
+            if before_commit is not None:
+                before_commit()
             files = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
             for rel in sorted(files, key=lambda f: f == last):
-                self.fs.put_file(str(stage / rel), self.path(rel))
+                if self.local is not None:
+                    (self.local / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(stage / rel, self.local / rel)
+                else:
+                    self.fs.put_file(str(stage / rel), self.path(rel))

@@ -11,6 +11,9 @@ __all__ = [
     "MissingClassInFoldWarning",
     "PartialCoverageWarning",
     "RegionDefinitionWarning",
+    "RegionGeometryWarning",
+    "RetiredOutputsWarning",
+    "SceneCoverageWarning",
 ]
 
 
@@ -45,3 +48,16 @@ class RegionDefinitionWarning(EstimatorWarning):
 class MissingClassInFoldWarning(EstimatorWarning):
     """A cross-validation fold has no test pixel of some class: its per-class metrics there
     are undefined, and spatial blocking can make it so (a class confined to few blocks)."""
+
+
+class RetiredOutputsWarning(EstimatorWarning):
+    """A new run replaced the estimates that an assessment or comparison in the same
+    directory described; those files were moved to ``retired/``."""
+
+
+class RegionGeometryWarning(EstimatorWarning):
+    """A region polygon was invalid (e.g. a self-intersecting bow-tie) and was repaired."""
+
+
+class SceneCoverageWarning(EstimatorWarning):
+    """A region is touched by no scene of the search: it will be reported as unobserved."""

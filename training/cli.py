@@ -14,8 +14,8 @@ from training.registry_cli import add_registry_commands
 __all__ = ["main"]
 
 EPILOG_FIT = """examples:
-  python -m training fit configs/training/demo.yaml --labels plots.geojson --out models/demo
-  python -m training fit train.yaml --labels plots.geojson --class-field clase --out models/v2
+  python -m training fit demo/train.yaml --labels demo/world/labels.geojson --out models/demo
+  python -m training fit train.yaml --labels plots.geojson --class-field clase --new-class cacao --out models/v2
   python -m training fit train.yaml --store labels/ --batches 1,2 --out models/v3
 
 The labels file is a GeoJSON FeatureCollection (lon/lat) of polygons or points; the class
@@ -29,6 +29,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from estimator.errors import ConfigError
     from training.extract import read_labels
     from training.fit import train
+    from training.labels import DEFAULT_CLASSES, check_classes
     from training.registry import incoming_dir, register
     from training.store import LabelStore
 
@@ -39,6 +40,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         labels = LabelStore(args.store).load(args.batches.split(",") if args.batches else None)
     else:
         labels = read_labels(args.labels, args.class_field)
+        check_classes(labels.classes, {*DEFAULT_CLASSES, *args.new_class}, args.labels)
     out = args.out.resolve() if args.out is not None else incoming_dir(args.registry)
     model = train(cfg, labels, out, progress=not args.quiet, scheduler=args.scheduler)
     if args.registry is not None:
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, help="model directory to write")
     f.add_argument("--registry", type=Path, help="model registry to add the model to, as REGISTRY/<model_id>")
     f.add_argument("--class-field", default="class", help="property holding the class name (default: class)")
+    f.add_argument(
+        "--new-class", action="append", default=[], metavar="NAME",
+        help="with --labels: accept this class although unknown (repeatable), as `labels add` does",
+    )
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     add_set_option(f, "training")
     add_labels_parser(sub)

@@ -52,6 +52,7 @@ from training.extract import (
 )
 
 __all__ = [
+    "area_threshold",
     "calibration_report",
     "cross_validate",
     "cv_splits",
@@ -299,18 +300,56 @@ def fit_cascade(samples: Samples, cfg: FitConfig, target_class: str) -> tuple[Ra
     return make_estimator(cfg, first_stage=True).fit(samples.X, samples.y), info
 
 
+def area_threshold(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, target_class: str, cv: str) -> dict[str, Any]:
+    """The decision rule: the target-class probability at or above which a pixel is mapped
+    as the target, chosen on out-of-fold calibrated probabilities ``proba`` so that
+    commission equals omission (as many pixels mapped as the target as there are target
+    pixels: the mapped area is unbiased on these pixels), with the argmax rule's errors
+    beside it.
+
+    The threshold is the n-th largest target probability (n = target pixels), so exactly n
+    pixels are mapped as the target (ties at the threshold can add a few).
+    """
+    t = int(np.searchsorted(classes, target_class))
+    p = proba[:, t]
+    is_t = y == target_class
+    n_true = int(is_t.sum())
+    threshold = float(np.sort(p)[::-1][n_true - 1]) if n_true else 1.0
+
+    def errors(mapped: np.ndarray) -> dict[str, Any]:
+        fp, fn = int((mapped & ~is_t).sum()), int((~mapped & is_t).sum())
+        return {
+            "commission_pixels": fp,
+            "omission_pixels": fn,
+            "commission": fp / max(int(mapped.sum()), 1),
+            "omission": fn / max(n_true, 1),
+            "mapped_over_true": float(mapped.sum() / max(n_true, 1)),
+        }
+
+    return {
+        "rule": "target_threshold",
+        "description": f"a pixel is {target_class} when p({target_class}) >= threshold, else the most probable other class",
+        "threshold": threshold,
+        "chosen_on": f"out-of-fold calibrated probabilities ({cv}), commission pixels = omission pixels",
+        "oof_at_threshold": errors(p >= threshold),
+        "oof_argmax": errors(np.argmax(proba, axis=1) == t),
+    }
+
+
 def evaluate_cv(
     samples: Samples, cfg: FitConfig, target_class: str
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, Splits]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, Splits, dict[str, Any]]:
     """Headline metrics, the calibration report, the plot-grouped CV's metrics beside
-    spatial ones (None when the headline is plot-grouped), and the headline splits."""
+    spatial ones (None when the headline is plot-grouped), the headline splits and the
+    decision rule (:func:`area_threshold` on the cross-fitted calibrated probabilities)."""
     spatial = cfg.cv == "spatial"
     splits, what = cv_splits(samples, cfg, spatial=spatial)
     proba = out_of_fold(samples, cfg, splits)
     metrics = fold_metrics(samples.y, proba, splits, what)
-    calibration, _ = calibration_report(samples.y, proba, splits, cfg.calibration, target_class)
+    calibration, calibrated = calibration_report(samples.y, proba, splits, cfg.calibration, target_class)
+    decision = area_threshold(samples.y, calibrated, np.unique(samples.y), target_class, what)
     other = cross_validate(samples, cfg, target_class, spatial=False) if spatial else None
-    return metrics, calibration, other, splits
+    return metrics, calibration, other, splits, decision
 
 
 def _code_version() -> str:
@@ -326,6 +365,7 @@ def save_model(out: Path, estimator: Any, card: dict[str, Any], cascade: Any = N
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.skops") as tmp:
         sio.dump(estimator, tmp)
+    card = {**card, "model_file_sha256": file_sha256(out / "model.skops")}
     if cascade is not None:
         with atomic_path(out / "cascade.skops") as tmp:
             sio.dump(cascade, tmp)
@@ -352,6 +392,11 @@ def train(
     store's cache (only new batches are read); ``card["labels"]`` records the batches and
     which of them were extracted or cached.
     """
+    if len(set(labels.classes)) < 2:
+        raise LabelFileError(
+            f"{labels.path}: only one class ({', '.join(sorted(set(labels.classes))) or 'none'}); a classifier needs "
+            "at least two: add plots of other classes (or other batches)"
+        )
     extraction = extract_cached(labels, cfg, progress=progress, scheduler=scheduler) if labels.batches else None
     samples = extraction.samples if extraction else extract_samples(labels, cfg, progress=progress, scheduler=scheduler)
     counts = class_counts(samples.y)
@@ -360,7 +405,7 @@ def train(
             f"{labels.path}: no usable pixel of target class '{cfg.target_class}' (classes: {sorted(counts)})"
         )
     log.info("training on %d pixels from %d plots: %s", len(samples.y), len(np.unique(samples.groups)), counts)
-    metrics, calibration, plot_metrics, splits = evaluate_cv(samples, cfg.fit, cfg.target_class)
+    metrics, calibration, plot_metrics, splits, decision = evaluate_cv(samples, cfg.fit, cfg.target_class)
     estimator = fit_model(samples, cfg.fit, splits)
     cascade, cascade_info = fit_cascade(samples, cfg.fit, cfg.target_class) if cfg.fit.cascade_trees else (None, None)
     card = {
@@ -389,6 +434,7 @@ def train(
         "metrics_plot_cv": plot_metrics,
         "calibration": calibration,
         "cascade": cascade_info,
+        "decision": decision,
         **(extra_card or {}),
     }
     return save_model(out, estimator, card, cascade)

@@ -60,6 +60,7 @@ __all__ = [
     "LabelBatch",
     "Plot",
     "Rejected",
+    "check_classes",
     "plots_sha256",
     "read_label_file",
 ]
@@ -163,6 +164,21 @@ class LabelBatch:
         }
 
 
+def check_classes(classes: Iterable[str], known: Collection[str], where: str | Path) -> None:
+    """Refuse class names outside ``known`` as ``labels add`` does: a misspelling (``'Coca '``)
+    must not become a class of its own."""
+    unknown = sorted(set(classes) - set(known))
+    if not unknown:
+        return
+    norm = {k.strip().casefold(): k for k in known}
+    bad = unknown[0]
+    hint = f"did you mean {norm[bad.strip().casefold()]!r}? " if bad.strip().casefold() in norm else ""
+    raise LabelFileError(
+        f"{where}: unknown class {bad!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+        + f"; known: {sorted(known)}; {hint}fix the label or accept a new class with --new-class NAME"
+    )
+
+
 def plots_sha256(plots: Iterable[Plot]) -> str:
     """sha256 of plots in their normalised GeoJSON form, sorted by plot id."""
     feats = [p.feature() for p in sorted(plots, key=lambda p: p.plot_id)]
@@ -197,6 +213,22 @@ def _crs(value: Any, path: Path) -> CRS:
 _Record = tuple[int, dict[str, Any], BaseGeometry | None, str]
 
 
+def _all_degrees(features: Sequence[Any]) -> bool:
+    """Whether every coordinate of the features lies within lon/lat range (|x| <= 180, |y| <= 90)."""
+    found = False
+    for feat in features:
+        try:
+            b = shape(feat["geometry"]).bounds
+        except Exception:  # unreadable geometries are reported per feature later
+            continue
+        if len(b) != 4 or any(np.isnan(b)):
+            continue
+        found = True
+        if max(abs(b[0]), abs(b[2])) > 180 or max(abs(b[1]), abs(b[3])) > 90:
+            return False
+    return found
+
+
 def _geojson_records(path: Path) -> list[_Record]:
     try:
         data = json.loads(path.read_bytes())
@@ -204,13 +236,22 @@ def _geojson_records(path: Path) -> list[_Record]:
         raise LabelFileError(f"{path} is not GeoJSON (not valid JSON); export the labels as a GeoJSON FeatureCollection") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or not isinstance(data.get("features"), list):
         raise LabelFileError(f"{path} is not a GeoJSON FeatureCollection; export the labels as one")
-    name = ((data.get("crs") or {}).get("properties") or {}).get("name")
-    tr = _to_lonlat(_crs(name, path)) if name and "CRS84" not in name else None
+    crs_member = data.get("crs") or {}
+    name = (crs_member.get("properties") or {}).get("name") if isinstance(crs_member, dict) else None
+    declared = _crs(name, path) if name and "CRS84" not in name else None
+    tr = _to_lonlat(declared)
+    if declared is not None and declared.is_projected and _all_degrees(data["features"]):
+        raise LabelFileError(
+            f"{path} declares {name} (projected, metres) but every coordinate lies within lon/lat degrees; "
+            "fix the file's crs member (or drop it for EPSG:4326 lon/lat)"
+        )
     out: list[_Record] = []
     for i, feat in enumerate(data["features"]):
         if not isinstance(feat, dict):
             raise LabelFileError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
+        if not isinstance(props, dict):
+            raise LabelFileError(f"{path}: feature {i} has properties that are not a JSON object; give class, plot_id, ...")
         try:
             g: BaseGeometry | None = _reproject(shape(feat["geometry"]), tr)
             why = ""

@@ -13,7 +13,7 @@ from estimator.errors import LabelFileError
 __all__ = ["add_labels_parser"]
 
 EPILOG_ADD = """examples:
-  python -m training labels add plots_2024.geojson --store labels/ --period-from configs/training/demo.yaml
+  python -m training labels add plots_2024.geojson --store labels/ --period-from demo/train.yaml
   python -m training labels add campaign.gpkg --store labels/ --observed 2024-06-15 --source "DEVIDA field team"
   python -m training labels add new.geojson --store labels/ --new-class cacao --skip-invalid
   python -m training labels add world/labels.geojson --store labels/ --where batch=1 --observed 2024-03-01

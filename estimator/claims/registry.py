@@ -50,7 +50,11 @@ class Claim(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, description="Unique id, e.g. news2011-angulo-loreto.")
+    id: str = Field(
+        min_length=1,
+        pattern=r"^[^|\x00-\x1f]+$",
+        description="Unique id, e.g. news2011-angulo-loreto (no '|' or line break: ids are table cells).",
+    )
     region: str | None = Field(description="Region id the claim is about (a named region), or null: no matching region.")
     region_label: str = Field(min_length=1, description="The region as the source names it.")
     region_note: str | None = Field(None, description="How the claim's region differs from the named region (a warning).")
@@ -203,7 +207,7 @@ def load_claims(path: Path | str | None = None, *, regions: Sequence[str] | None
     seen: set[str] = set()
     for i, raw in enumerate(_read(path)):
         cid = raw.get("id") if isinstance(raw, dict) else None
-        label = f"claim '{cid}'" if isinstance(cid, str) and cid else f"claim #{i + 1} (no id)"
+        label = f"claim {cid!r}" if isinstance(cid, str) and cid else f"claim #{i + 1} (no id)"
         if not isinstance(raw, dict):
             raise ClaimsError(f"{path}: {label}: expected a mapping of fields, got {type(raw).__name__}")
         try:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from estimator.cli.regions import add_regions_parser
 from estimator.console import add_command, add_set_option, guarded
-from estimator.errors import EstimatorError
+from estimator.errors import EstimatorError, ReadFailureError
 from estimator.report.text import print_estimates, print_summary
+from estimator.stages.estimate import FAILED_READS_LIMIT
 
 __all__ = ["build_parser", "main"]
 
@@ -75,16 +76,39 @@ EPILOG_PLAN = """examples:
   python -m estimator plan configs/jobs/vraem-2023.yaml
   python -m estimator plan configs/jobs/loreto-2023.yaml --save-items loreto-items.json
   python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --workers 8 --json
+  python -m estimator plan configs/jobs/vraem-2023.yaml --boundaries ../shared/data/real/boundaries
 
 Searches (or reads --items) and prints what the job would read and cost, without reading pixels.
+The classification cost is timed on the job's own model (about a second, on synthetic feature
+rows); before the model exists the demo model's figure stands in and the forecast says so.
+Use --set model=DIR to forecast with another model.
 """
 EPILOG_DEMO = """examples:
   python -m estimator demo                 # world, model and run in ./demo
   python -m estimator demo --out /tmp/demo --seed 7
   python -m estimator demo --size 512 --dates 12   # a smaller, faster world
   python -m estimator demo --preset hard --seed 1 --out /tmp/hard   # where coca is hard to see
+  python -m estimator demo serve demo      # serve a finished demo's world again
+
+The demo's servers stop when it exits; `demo serve DIR` serves DIR's world again (until
+Ctrl-C) so that `python -m estimator run demo/job.yaml --out runs/again` works.
 
 Everything the demo prints and writes is SYNTHETIC: it comes from a generated world.
+"""
+
+EPILOG_TOP = """examples:
+  python -m estimator demo                                   # the SYNTHETIC demo, in ./demo
+  python -m estimator demo serve demo                        # serve its world again (until Ctrl-C), then:
+  python -m estimator run demo/job.yaml --out runs/again
+  python -m estimator sample demo/run --n 1500 --out sample.geojson
+  python -m estimator compare demo/run --claims demo/claims.yaml
+
+`python -m estimator COMMAND --help` shows each command's options and examples.
+"""
+EPILOG_DEMO_SERVE = """examples:
+  python -m estimator demo serve              # ./demo, then in another shell:
+  python -m estimator run demo/job.yaml --out runs/again
+  python -m estimator demo serve /tmp/demo
 """
 
 
@@ -98,6 +122,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = job.model_copy(update={"output": as_output(args.out, Path.cwd())})
     result = run(job, scheduler=args.scheduler, progress=not args.quiet)
     print_summary(result.records, result.manifest, result.run_dir)
+    if result.failed_read_fraction > FAILED_READS_LIMIT:
+        raise ReadFailureError(
+            f"{100 * result.failed_read_fraction:.1f} % of a region's image reads failed, so the figures are not a result "
+            f"(limit {100 * FAILED_READS_LIMIT:.0f} %); check the imagery's address and network, then rerun: "
+            "finished tiles are kept"
+        )
     return 0
 
 
@@ -107,33 +137,39 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from estimator.config import load_job
     from estimator.regions.geometry import regions_bbox
     from estimator.regions.job import job_regions
-    from estimator.report.plan_summary import format_summary, read_items, save_items, summarize
-    from estimator.stages.plan import make_plan
+    from estimator.report.plan_summary import format_summary, read_items, save_items, select_items, summarize
+    from estimator.stages.costs import job_classify_cost
+    from estimator.stages.plan import make_plan, warn_uncovered_regions
     from estimator.stages.search import search_items
 
     job = load_job(args.job, overrides=args.set)
+    if args.boundaries is not None:
+        job = job.model_copy(update={"regions": job.regions.model_copy(update={"boundaries": args.boundaries.resolve()})})
     regions = job_regions(job.regions)
     if args.items:
-        items = [i for i in read_items(args.items) if (i.properties.get("eo:cloud_cover") or 0) <= job.stac.max_cloud_cover]
+        items = select_items(read_items(args.items), regions, job.period, job.stac)
     else:
         items = list(search_items(job.stac, regions_bbox(regions), job.period, progress=not args.quiet).items)
     if args.save_items:
         save_items(args.save_items, items)
+    warn_uncovered_regions(regions, [i.to_dict() for i in items])
     plan = make_plan(
         [i.to_dict() for i in items], regions,
         resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
             provider=job.stac.provider,
     )
-    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads)
+    cost = job_classify_cost(job.model, cascade=job.classify.cascade)
+    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads, classify_cost=cost)
     print(_json.dumps(summary, indent=2) if args.json else format_summary(summary, regions))
     return 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from estimator.location import write_json
+    from estimator.location import check_writable, write_json
     from estimator.run.rundir import open_run
     from estimator.stats.sample import draw_sample
 
+    check_writable(args.out, "--out")
     ua = {}
     for item in args.expected_ua:
         cls, _, val = item.partition("=")
@@ -210,13 +246,33 @@ def _cmd_assess(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from estimator.claims.compare import compare, format_table
+    from estimator.location import check_writable
 
+    if args.out is not None:
+        check_writable(args.out, "--out", directory=True)
     comparison, written = compare(
         args.run_dirs, claims_path=args.claims, out_dir=args.out,
         min_observed=args.min_observed, max_rel_half_width=args.max_relative_half_width,
     )
     print(format_table(comparison))
     print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _cmd_demo_serve(args: argparse.Namespace) -> int:
+    import threading
+
+    from estimator.demo.runner import serve_demo
+
+    out = args.dir.resolve()
+    with serve_demo(out) as served:
+        print(f"SYNTHETIC demo world of {out} served: STAC API {served.stac_url}, COGs {served.files_url}")
+        print(f"try: python -m estimator run {args.dir / 'job.yaml'} --out runs/again")
+        print("press Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopped")
     return 0
 
 
@@ -233,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="estimator",
         description="Estimate coca cultivation from Sentinel-2 L2A imagery, with coverage, per region.",
+        epilog=EPILOG_TOP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -248,10 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl = add_command(
         sub, "plan", _cmd_plan, help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
         description="Search and plan a job without reading pixels: scenes per tile and date, grid, chunks, "
-        "bytes to read, memory per worker and a time forecast.",
+        "bytes to read, memory per worker and a time forecast (wall time and core-hours).",
     )
     pl.add_argument("job", type=Path, help="job YAML file")
-    pl.add_argument("--items", type=Path, help="use a saved item list instead of searching")
+    pl.add_argument("--items", type=Path, help="use a saved item list instead of searching (any provider's items)")
+    pl.add_argument(
+        "--boundaries", type=Path, metavar="DIR",
+        help="directory of the INEI boundary files for named regions (overrides regions.boundaries)",
+    )
     pl.add_argument("--save-items", type=Path, help="write the items found, for --items later")
     pl.add_argument("--workers", type=int, default=1, help="workers for the forecast (default 1)")
     pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
@@ -295,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = add_command(
         sub, "assess", _cmd_assess, help="error-adjusted areas and accuracy from a labeled reference sample",
-        epilog=EPILOG_ASSESS, description="Design-based area estimates with 95 %% confidence intervals (Olofsson 2014 / Stehman 2014).",
+        epilog=EPILOG_ASSESS, description="Design-based area estimates with 95 % confidence intervals (Olofsson 2014 / Stehman 2014).",
     )
     a.add_argument("run_dir", type=Path, help="run directory the sample was drawn from")
     a.add_argument("--reference", type=Path, required=True, help="labeled sample GeoJSON")
@@ -311,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = add_command(
         sub, "compare", _cmd_compare, help="set reported claims beside a run's estimates", epilog=EPILOG_COMPARE,
         description="Verdict per claim (consistent / contradicted / inconclusive with the reason) from the "
-        "estimates' 95 %% confidence intervals.",
+        "estimates' 95 % confidence intervals.",
     )
     c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (several: several periods)")
     c.add_argument("--claims", type=Path, help="claims registry (default configs/claims.yaml)")
@@ -342,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="easy: the fast, nearly error-free world (default); hard: small plots, dynamic confusers, "
         "mixed pixels, a sky the SCL gets partly wrong, shifted and noisy labels (docs/hard_world.md)",
     )
+    dsub = d.add_subparsers(dest="demo_action", metavar="ACTION")
+    ds = add_command(
+        dsub, "serve", _cmd_demo_serve, help="serve a finished demo's world again (until Ctrl-C)",
+        epilog=EPILOG_DEMO_SERVE,
+        description="Serve the world of a finished demo through its STAC API and COG server on 127.0.0.1, "
+        "on the port its job.yaml names when free, so that job.yaml and train.yaml work as written.",
+    )
+    ds.add_argument("dir", nargs="?", type=Path, default=Path("demo"), help="directory of a finished demo (default ./demo)")
     return parser
 
 

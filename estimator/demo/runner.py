@@ -11,9 +11,13 @@ SYNTHETIC.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -30,9 +34,10 @@ from estimator.run.rundir import open_run
 from estimator.stages.model import load_model
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
-from estimator.testing.servers import require_demo_extra, serve_world
+from estimator.testing.servers import ServedWorld, ServerStartError, require_demo_extra, serve_world
+from estimator.warnings import RetiredOutputsWarning
 
-__all__ = ["demo_job", "demo_stac", "demo_train", "run_demo"]
+__all__ = ["demo_job", "demo_stac", "demo_train", "run_demo", "serve_demo"]
 
 #: Reference sample of the demo: large, because the oracle labels for free and a small
 #: sample in the huge forest stratum cannot rule out missed coca (wide intervals).
@@ -124,7 +129,13 @@ def run_demo(
             job_path, demo_job(world, served.stac_url, model_dir, run_dir),
             "SYNTHETIC demo job (written by `estimator demo`; the STAC port changes per run)",
         )
-        result = run(load_job(job_path), progress=progress, truth=truth)
+        # A rerun retires the previous demo's assessment and comparison; the demo assesses and
+        # compares this run again below, so that is not news to the user.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RetiredOutputsWarning)
+            result = run(load_job(job_path), progress=progress, truth=truth)
+        if result.retired:
+            print(f"moved the previous demo's {', '.join(result.retired)} to {run_dir / 'retired'}/ (assessing again)")
     print_summary(result.records, result.manifest, result.run_dir, truth=truth)
 
     # Map -> stratified sample -> labels (the truth as interpreter) -> error-adjusted areas
@@ -147,3 +158,40 @@ def run_demo(
         "records": assessed["records"], "mapped_records": result.records, "truth": truth, "run_dir": result.run_dir,
         "comparison": comparison,
     }
+
+
+#: Files of a finished demo whose ``stac.url`` names the demo's STAC API.
+_DEMO_FILES = ("job.yaml", "train.yaml")
+
+
+@contextmanager
+def serve_demo(out: Path) -> Iterator[ServedWorld]:
+    """Serve a finished demo's world again (``python -m estimator demo serve DIR``).
+
+    The STAC API takes the port the demo's ``job.yaml`` names, so the job file (and
+    ``train.yaml``) work as written; when that port is taken, another is used and their
+    ``stac.url`` is updated (the job key ignores the URL, so finished tiles still count).
+    """
+    require_demo_extra()
+    world_root = out / "world"
+    if not (world_root / "stac" / "items.ndjson").is_file():
+        raise EstimatorError(f"no demo world in {out}; run `python -m estimator demo --out {out}` first")
+    files = {name: out / name for name in _DEMO_FILES if (out / name).is_file()}
+    urls = {name: str((yaml.safe_load(p.read_text()) or {}).get("stac", {}).get("url", "")) for name, p in files.items()}
+    port = urlsplit(urls["job.yaml"]).port if urls.get("job.yaml") else None
+    try:
+        served = serve_world(world_root, out / "serve", stac_port=port)
+    except ServerStartError:
+        if port is None:
+            raise
+        served = serve_world(world_root, out / "serve")
+    with served:
+        for name, path in files.items():
+            if urls[name] != served.stac_url:
+                text = path.read_text()
+                head = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+                data = yaml.safe_load(text)
+                data["stac"]["url"] = served.stac_url
+                path.write_text(head + yaml.safe_dump(data, sort_keys=False))
+                print(f"updated stac.url in {path} to {served.stac_url}", flush=True)
+        yield served

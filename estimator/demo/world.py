@@ -176,6 +176,12 @@ class WorldSpec:
     """Coca plots in a 1024 x 1024 px world; scaled by area for other sizes (at least 6)."""
     preset: str = "easy"
     """``easy`` or ``hard`` (:mod:`estimator.demo.hard`); see :func:`preset_spec` for its defaults."""
+    clear_share: float = 0.3
+    """Share of dates with a nearly clear sky (0-5 % cloud)."""
+    overcast_share: float = 0.25
+    """Share of overcast dates (55-80 % cloud, spatially clustered); the rest are broken
+    (10-40 %). The defaults average about 35 % SCL cloud; 0.05 and 0.85 about 70 %, as in
+    Loreto (``benchmarks/bench_read_clear.py``)."""
 
     def __post_init__(self) -> None:
         if self.size_px < 64 or self.size_px % 2:
@@ -198,6 +204,10 @@ class WorldSpec:
             raise DemoWorldError(f"n_coca_plots must be >= 0, got {self.n_coca_plots}")
         if self.preset not in PRESETS:
             raise DemoWorldError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if not (self.clear_share >= 0 and self.overcast_share >= 0 and self.clear_share + self.overcast_share <= 1):
+            raise DemoWorldError(
+                f"clear_share and overcast_share must be >= 0 with a sum <= 1, got {self.clear_share}, {self.overcast_share}"
+            )
 
     @property
     def coca_plots(self) -> int:
@@ -445,6 +455,10 @@ def _write_world(root: Path, spec: WorldSpec, *, progress: bool) -> None:
     spec_record = asdict(spec)
     if spec.preset == "easy":
         del spec_record["preset"]
+    # Sky settings at their defaults are left out too, for the same reason.
+    for key in ("clear_share", "overcast_share"):
+        if spec_record[key] == WorldSpec.__dataclass_fields__[key].default:
+            del spec_record[key]
     record = {
         "note": _SYNTHETIC_NOTE,
         "synthetic": True,
@@ -583,9 +597,9 @@ def _acquisitions(spec: WorldSpec, grid: Grid, rng: np.random.Generator) -> list
     tile = f"{int(zone):02d}{band}{square}"
     out: list[_Acquisition] = []
     previous: dt.date | None = None
-    # A fixed mix of skies, shuffled: 30 % nearly clear, 45 % broken, 25 % overcast dates;
-    # with cirrus and cloud edges the SCL-derived cloud cover averages about 35 %.
-    n_clear, n_overcast = round(0.3 * spec.n_dates), round(0.25 * spec.n_dates)
+    # A fixed mix of skies, shuffled: by default 30 % nearly clear, 45 % broken, 25 %
+    # overcast dates; with cirrus and cloud edges the SCL-derived cloud cover averages about 35 %.
+    n_clear, n_overcast = round(spec.clear_share * spec.n_dates), round(spec.overcast_share * spec.n_dates)
     sky_kinds = rng.permutation(
         ["clear"] * n_clear + ["overcast"] * n_overcast + ["broken"] * (spec.n_dates - n_clear - n_overcast)
     )

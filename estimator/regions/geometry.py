@@ -8,6 +8,7 @@ geodesic area as pixels shrink (tested to 0.5 % at 10 m).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from estimator.errors import RegionFileError
+from estimator.warnings import RegionGeometryWarning
 
 __all__ = ["Region", "load_regions", "rasterize_regions", "read_features", "regions_bbox", "to_crs"]
 
@@ -90,7 +92,14 @@ def load_regions(path: Path, id_field: str) -> tuple[Region, ...]:
         if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
             raise RegionFileError(f"{path}: region {props[id_field]} is a {geom.geom_type}, expected a polygon")
         if not geom.is_valid:
+            reason = shapely.is_valid_reason(geom)
             geom = shapely.make_valid(geom)
+            warnings.warn(
+                f"{path}: region {props[id_field]} is not a valid polygon ({reason}); repaired with make_valid, "
+                "its area may differ from what was drawn: check it in a GIS",
+                RegionGeometryWarning,
+                stacklevel=2,
+            )
         w, s, e, n = geom.bounds
         if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
             raise RegionFileError(f"{path}: region {props[id_field]} coordinates are not lon/lat degrees; reproject to EPSG:4326")

@@ -8,6 +8,7 @@ forecast from the measured cost figures in :mod:`estimator.stages.costs`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +17,18 @@ from typing import Any
 import numpy as np
 import pystac
 import shapely
+import shapely.geometry
 
 from estimator.bands import NATIVE_RESOLUTION, REFLECTANCE_BANDS
-from estimator.errors import ConfigError
+from estimator.config import PeriodConfig, StacConfig
+from estimator.errors import ConfigError, NoScenesFoundError
 from estimator.regions.geometry import Region, rasterize_regions
 from estimator.stages import costs
 from estimator.stages.plan import Plan
+from estimator.stages.providers import get_provider, normalize_item
+from estimator.warnings import SceneCoverageWarning
 
-__all__ = ["format_summary", "read_items", "save_items", "summarize"]
+__all__ = ["format_summary", "read_items", "save_items", "select_items", "summarize"]
 
 
 def read_items(path: Path) -> list[pystac.Item]:
@@ -36,6 +41,46 @@ def read_items(path: Path) -> list[pystac.Item]:
         raise ConfigError(f"item list not found: {path}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a saved STAC item list ({type(e).__name__}); write one with --save-items") from None
+
+
+def select_items(
+    items: Sequence[pystac.Item], regions: Sequence[Region], period: PeriodConfig, stac: StacConfig
+) -> list[pystac.Item]:
+    """The saved items a job would use, as a search would give them: normalised from the
+    job's provider, inside its period, touching its regions and under its cloud limit.
+
+    Items left out for period or region are counted in a warning; when none is left, a
+    :class:`NoScenesFoundError` says why, instead of a plan of zero reads.
+    """
+    provider = get_provider(stac.provider)
+    area = shapely.union_all([r.geometry for r in regions])
+    kept: list[pystac.Item] = []
+    outside = {"period": 0, "regions": 0, "cloud": 0}
+    for item in items:
+        item = pystac.Item.from_dict(normalize_item(item.to_dict(transform_hrefs=False), provider))
+        when = item.datetime or item.common_metadata.start_datetime
+        if when is None or not period.start <= when.date() <= period.end:
+            outside["period"] += 1
+        elif item.geometry is None or not shapely.geometry.shape(item.geometry).intersects(area):
+            outside["regions"] += 1
+        elif float(item.properties.get("eo:cloud_cover") or 0) > stac.max_cloud_cover:
+            outside["cloud"] += 1
+        else:
+            kept.append(item)
+    why = ", ".join(
+        f"{n} {what}" for n, what in (
+            (outside["period"], f"outside the period {period.label}"), (outside["regions"], "not touching the regions"),
+            (outside["cloud"], f"above max_cloud_cover={stac.max_cloud_cover:g}"),
+        ) if n
+    )
+    if not kept:
+        raise NoScenesFoundError(
+            f"none of the {len(items)} saved item(s) can serve this job ({why}); save items for this job's "
+            "regions and period with `plan JOB --save-items FILE`"
+        )
+    if outside["period"] or outside["regions"]:
+        warnings.warn(f"{len(items) - len(kept)} of {len(items)} saved item(s) left out: {why}", SceneCoverageWarning, stacklevel=2)
+    return kept
 
 
 #: Links that point back at the API; a saved list must not need it to be read again.
@@ -54,8 +99,21 @@ def save_items(path: Path, items: Sequence[pystac.Item]) -> None:
     write_json(path, {"type": "FeatureCollection", "features": feats})
 
 
-def summarize(plan: Plan, regions: Sequence[Region], *, workers: int = 1, threads_per_worker: int = 2) -> dict[str, Any]:
-    """Numbers a user needs before starting a job."""
+def summarize(
+    plan: Plan,
+    regions: Sequence[Region],
+    *,
+    workers: int = 1,
+    threads_per_worker: int = 2,
+    classify_cost: costs.ClassifyCost | None = None,
+) -> dict[str, Any]:
+    """Numbers a user needs before starting a job.
+
+    ``classify_cost`` is the job's model timed while planning
+    (:func:`estimator.stages.costs.measure_classify`); without it the demo model's constant
+    stands in, and the summary says so.
+    """
+    cc = classify_cost or costs.demo_classify_cost("no model was timed")
     res = abs(plan.grid.affine.a)
     per_tile = []
     tile_px = region_px = reads_px = 0
@@ -79,8 +137,11 @@ def summarize(plan: Plan, regions: Sequence[Region], *, workers: int = 1, thread
     tiles = Counter(i.tile or "?" for i in plan.items.values())
     cores = max(1, workers * threads_per_worker)
     read_s = reads_px / (costs.READ_MPIX_PER_S * 1e6) / cores
-    feat_s = tile_px * (max(max_slices, 1) / 18) / (costs.FEATURES_MPIX_PER_S_18 * 1e6) / cores
-    cls_s = region_px / (costs.CLASSIFY_MPIX_PER_S * 1e6) / cores
+    # The features kernel's cost grows with the dates of each tile's pixels (it sorts them):
+    # pixel x date reads / 18, not every tile at the most dates any tile has (tiles on two
+    # orbits' overlap have twice the dates of the others).
+    feat_s = reads_px / 18 / (costs.FEATURES_MPIX_PER_S_18 * 1e6) / cores
+    cls_s = region_px / (cc.mpix_per_s * 1e6) / cores
     chunk_mem = plan.chunk_size**2 * max(max_slices, 1) * costs.BYTES_PER_PX_SLICE
     return {
         "grid": {
@@ -100,7 +161,19 @@ def summarize(plan: Plan, regions: Sequence[Region], *, workers: int = 1, thread
         "memory_per_worker_bytes": int(costs.WORKER_BASE_BYTES + chunk_mem * threads_per_worker),
         "threads_per_worker": threads_per_worker,
         "forecast_seconds": {"read": round(read_s), "features": round(feat_s), "classify": round(cls_s), "total": round(read_s + feat_s + cls_s)},
+        "forecast_core_hours": {
+            "read": read_s * cores / 3600, "features": feat_s * cores / 3600, "classify": cls_s * cores / 3600,
+            "total": (read_s + feat_s + cls_s) * cores / 3600,
+        },
+        "cost_figures": {
+            "read_mpix_per_s_per_core": costs.READ_MPIX_PER_S,
+            "features_mpix_per_s_per_core_18_dates": costs.FEATURES_MPIX_PER_S_18,
+            "classify_mpix_per_s_per_core": cc.mpix_per_s,
+            "classify_measured": cc.measured,
+            "classify_source": cc.source,
+        },
         "cores_assumed": cores,
+        "workers": workers,
         "tiles": per_tile,
     }
 
@@ -120,6 +193,8 @@ def _duration(s: float) -> str:
 def format_summary(d: dict[str, Any], regions: Sequence[Region]) -> str:
     g = d["grid"]
     f = d["forecast_seconds"]
+    ch = d["forecast_core_hours"]
+    c = d["cost_figures"]
     area = shapely.union_all([r.geometry for r in regions]).bounds
     lines = [
         f"regions: {', '.join(r.id for r in regions)} (lon/lat bbox {np.round(area, 3).tolist()})",
@@ -135,7 +210,12 @@ def format_summary(d: dict[str, Any], regions: Sequence[Region]) -> str:
         f"to read: about {_human(d['bytes_to_read'])} of COG data (before compression)",
         f"memory per worker: about {_human(d['memory_per_worker_bytes'])} (the process, plus "
         f"{d['threads_per_worker']} thread(s) x one chunk of all dates)",
-        f"forecast on {d['cores_assumed']} core(s): read {_duration(f['read'])}, features {_duration(f['features'])}, "
-        f"classify {_duration(f['classify'])}; total about {_duration(f['total'])} (from BENCHMARKS.md figures)",
+        f"forecast on {d['workers']} worker(s) x {d['threads_per_worker']} thread(s) = {d['cores_assumed']} core(s): "
+        f"read {_duration(f['read'])}, features {_duration(f['features'])}, classify {_duration(f['classify'])}; "
+        f"wall time about {_duration(f['total'])}, {ch['total']:,.1f} core-hours "
+        f"(read {ch['read']:,.1f}, features {ch['features']:,.1f}, classify {ch['classify']:,.1f})",
+        f"cost figures per core: read {c['read_mpix_per_s_per_core']:g} and features "
+        f"{c['features_mpix_per_s_per_core_18_dates']:g} Mpix/s (18 dates) from BENCHMARKS.md; "
+        f"classify {c['classify_mpix_per_s_per_core']:.3g} Mpix/s, {c['classify_source']}",
     ]
     return "\n".join(lines)

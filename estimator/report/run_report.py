@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from estimator.report.document import Banner, Block, Bullets, Heading, Paragraph, Table, render_md
+from estimator.stages.estimate import FAILED_READS_LIMIT, failed_read_fraction
 from estimator.synthetic import SYNTHETIC_BANNER
 
 __all__ = ["render_report_md", "run_report_blocks"]
@@ -42,9 +43,15 @@ def run_report_blocks(
 ) -> list[Block]:
     """The run report as document blocks (render with ``render_md`` or ``render_html``)."""
     synthetic = bool(manifest.get("synthetic"))
+    failed = failed_read_fraction(records)
     blocks: list[Block] = []
     if synthetic:
         blocks.append(Banner(f"{SYNTHETIC_BANNER}. Imagery, plots and regions come from the generated demo world."))
+    if failed > FAILED_READS_LIMIT:
+        blocks.append(Banner(
+            f"Not a result: {_pct(failed)} of a region's image reads failed. The figures below count only the "
+            "pixels that could be read; rerun when the imagery is reachable (finished tiles are kept)."
+        ))
     tiles = manifest["tiles"]
     blocks += [
         Heading(1, f"{target_class.capitalize()} estimate, {manifest['period']}"),
@@ -54,7 +61,8 @@ def run_report_blocks(
             f"cloud filter applied on the {manifest['stac']['filter_mode']} side).",
             f"Grid: {manifest['grid']['crs']}, {manifest['grid']['resolution']} m, "
             f"{manifest['grid']['shape'][0]} x {manifest['grid']['shape'][1]} px in {len(tiles)} tile(s) "
-            f"({sum(t['status'] == 'failed' for t in tiles)} failed).",
+            f"({sum(t['status'] == 'failed' or bool(t.get('failed_items')) for t in tiles)} with failed reads; "
+            f"{_pct(failed)} of a region's reads failed at most).",
             f"Model `{manifest['model']['id']}` ({manifest['model']['estimator']}), classes: {', '.join(manifest['model']['classes'])}.",
         ]),
         Heading(2, f"{target_class.capitalize()} per region"),

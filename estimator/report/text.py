@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from estimator.stages.estimate import failed_read_fraction
+
 __all__ = ["print_estimates", "print_summary"]
 
 
@@ -32,7 +34,11 @@ def print_estimates(records, target: str, *, synthetic: bool, truth=None, all_cl
 def print_summary(records, manifest, run_dir: Path | str, truth=None) -> None:
     """Print a finished run: the target class per region, failed tiles, where outputs are."""
     print_estimates(records, manifest["model"]["target_class"], synthetic=bool(manifest.get("synthetic")), truth=truth)
-    failed = [t for t in manifest["tiles"] if t["status"] == "failed"]
-    if failed:
-        print(f"{len(failed)} tile(s) could not be read; their pixels count as failed reads (see manifest.json)")
+    failed = [t for t in manifest["tiles"] if t["status"] == "failed" or t.get("failed_items")]
+    share = failed_read_fraction(records)
+    if failed or share:
+        print(
+            f"failed reads: {100 * share:.1f} % of a region's expected observations at most, in {len(failed)} tile(s); "
+            "those pixels count as unobserved, never as absence (see manifest.json)"
+        )
     print(f"run directory: {run_dir}")

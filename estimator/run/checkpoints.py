@@ -15,6 +15,7 @@ from estimator.config import JobConfig
 from estimator.grid import pixel_area_m2
 from estimator.location import RunLocation
 from estimator.regions.geometry import Region, rasterize_regions
+from estimator.run.rundir import is_job_key
 from estimator.stages.aggregate import TilePartial
 from estimator.stages.model import Model
 from estimator.stages.plan import Plan
@@ -23,6 +24,9 @@ from estimator.stages.plots import TileLayers
 __all__ = ["TILE_FORMAT", "TileStore", "job_key", "plot_layers"]
 
 log = logging.getLogger(__name__)
+
+#: Key of a tile record holding the sha256 of the tile's npz.
+_NPZ_SHA256 = "npz_sha256"
 
 
 class TileStore:
@@ -41,13 +45,21 @@ class TileStore:
 
     def done(self, tile_id: str) -> TilePartial | None:
         try:
-            part = TilePartial.from_json(json.loads(self.location.read_bytes(self._rel(tile_id, "json"))))
+            data = json.loads(self.location.read_bytes(self._rel(tile_id, "json")))
+            part = TilePartial.from_json({k: v for k, v in data.items() if k != _NPZ_SHA256})
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("tile %s: unreadable checkpoint (%s); redoing the tile", tile_id, type(e).__name__)
             return None
-        if not self.location.exists(self._rel(tile_id, "npz")):
+        # The JSON names the sha256 of the arrays it was written with: a truncated or
+        # foreign npz is redone instead of failing every rerun when the maps are written.
+        try:
+            npz = self.location.read_bytes(self._rel(tile_id, "npz"))
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(npz).hexdigest() != data.get(_NPZ_SHA256):
+            log.warning("tile %s: checkpoint arrays do not match their record; redoing the tile", tile_id)
             return None
         # A tile with failed reads is not finished: a rerun tries it again.
         return part if part.status == "done" and not part.failed_items else None
@@ -55,8 +67,10 @@ class TileStore:
     def save(self, part: TilePartial, arrays: Mapping[str, np.ndarray]) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        self.location.write_bytes(self._rel(part.tile_id, "npz"), buf.getvalue())
-        text = json.dumps(part.to_json(), indent=2, default=str) + "\n"
+        npz = buf.getvalue()
+        self.location.write_bytes(self._rel(part.tile_id, "npz"), npz)
+        record = {**part.to_json(), _NPZ_SHA256: hashlib.sha256(npz).hexdigest()}
+        text = json.dumps(record, indent=2, default=str) + "\n"
         self.location.write_bytes(self._rel(part.tile_id, "json"), text.encode())
 
     def array(self, tile_id: str, name: str) -> np.ndarray:
@@ -68,14 +82,17 @@ class TileStore:
             return {n: z[n] for n in names}
 
     def prune_others(self) -> None:
-        """Drop the checkpoints of other versions of the job (an edited config, a new model)."""
+        """Drop the checkpoints of other versions of the job (an edited config, a new model).
+
+        Only folders named like a job key are checkpoints; anything else under ``tiles/`` is
+        not ours to delete."""
         for d in self.location.subdirs("tiles"):
-            if d != self.key:
+            if d != self.key and is_job_key(d):
                 self.location.remove(f"tiles/{d}")
 
 
 #: Version of the tile partial format and of what it means; bump when either changes.
-TILE_FORMAT = 3
+TILE_FORMAT = 5
 
 
 def plot_layers(store: TileStore, plan: Plan, regions: Sequence[Region], target_code: int) -> Iterator[TileLayers]:

@@ -133,6 +133,7 @@ def write_maps(
     outlines: Sequence[tuple[str, Any]],
     title: str,
     synthetic: bool,
+    class_tags: Mapping[str, str] | None = None,
 ) -> None:
     """The run's maps (class, target probability, clear-observation count) as COGs in
     ``run_dir/maps`` and the quicklook, mosaicked from the tiles' arrays
@@ -146,7 +147,7 @@ def write_maps(
         MapLayer("valid_obs_count.tif", "int16", -1, partial(_layer_of, read_array, "n_clear")),
     )
     for layer in layers:
-        tags = {"classes": json.dumps(["unobserved", *classes])} if layer.filename == "class.tif" else {}
+        tags = {"classes": json.dumps(["unobserved", *classes]), **(class_tags or {})} if layer.filename == "class.tif" else {}
         if synthetic:
             tags["SYNTHETIC"] = "demo world, not real imagery"
         write_map_cog(maps / layer.filename, plan.grid, tiles_gb, layer, descriptions=tags)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,17 +27,27 @@ from estimator.run.checkpoints import TileStore, job_key, plot_layers
 from estimator.run.cluster import connect_client, dask_context, map_tiles, tiles_computing
 from estimator.run.manifest import Timer, build_manifest
 from estimator.run.outputs import write_maps
-from estimator.run.rundir import MANIFEST_FILE, write_estimates
+from estimator.run.rundir import (
+    MANIFEST_FILE,
+    RETIRED_DIR,
+    RUN_ID_TAG,
+    check_run_location,
+    mark_run_location,
+    new_run_id,
+    retire_derived,
+    write_estimates,
+)
 from estimator.run.tiles import process_tile
 from estimator.stages.aggregate import TilePartial, reduce_partials
 from estimator.stages.classify import ModelRef, make_predictor, model_plugin
 from estimator.stages.estimate import apply_coverage, mapped_records
 from estimator.stages.load import configure_gdal
 from estimator.stages.model import Model, load_model
-from estimator.stages.plan import Tile, make_plan
+from estimator.stages.plan import Tile, make_plan, warn_uncovered_regions
 from estimator.stages.plots import make_plots, write_plots
 from estimator.stages.search import search_items
 from estimator.synthetic import SYNTHETIC_PROPERTY
+from estimator.warnings import RetiredOutputsWarning
 
 __all__ = ["RunResult", "run"]
 
@@ -53,6 +64,14 @@ class RunResult:
     manifest: dict[str, Any]
     tiles_reused: int = 0
     """Tiles found finished on disk from an earlier, interrupted run."""
+    retired: tuple[str, ...] = ()
+    """Files derived from the previous run in this directory (assessment, comparison),
+    moved to ``retired/`` because they no longer describe it."""
+
+    @property
+    def failed_read_fraction(self) -> float:
+        """Largest share of a region's reads that failed (0 when every read succeeded)."""
+        return max((float(r.get("failed_read_fraction") or 0.0) for r in self.records), default=0.0)
 
 
 def run(
@@ -85,6 +104,7 @@ def run(
     timer = Timer()
     with timer("prepare"):
         location = RunLocation.open(job.output)
+        check_run_location(location)
         regions = job_regions(job.regions)
         model = load_model(job.model)
         if job.target_class not in model.classes:
@@ -113,6 +133,7 @@ def _run(
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
+        warn_uncovered_regions(regions, [i.to_dict() for i in found.items])
         plan = make_plan(
             [i.to_dict() for i in found.items], regions,
             resolution=job.grid.resolution, crs=job.grid.crs, tile_size=job.grid.tile_size, chunk_size=job.grid.chunk_size,
@@ -121,6 +142,7 @@ def _run(
     items = {i.id: i for i in found.items}
     synthetic = any(bool(i.properties.get(SYNTHETIC_PROPERTY)) for i in found.items)
     store = TileStore(location, job_key(job, model, plan, regions))
+    mark_run_location(location)
     configure_gdal()
     reused: set[str] = set()
     # One bar in tiles: a tile is read, classified and checkpointed in one go.
@@ -162,17 +184,20 @@ def _run(
     with timer("reduce"):
         totals = reduce_partials(partials, [r.id for r in regions])
         records = mapped_records(
-            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic
+            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic,
+            target_class=model.target_class,
         )
         apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
-    # COG writing needs local files: a remote run is staged locally and uploaded, its
-    # manifest last (its presence marks a complete run).
-    with location.staged(last=MANIFEST_FILE) as run_dir:
+    # The outputs are written aside and committed as a set, the manifest last (its presence
+    # marks a complete run); what assess and compare derived from the previous run is retired.
+    run_id = new_run_id()
+    retired: list[str] = []
+    with location.staged(last=MANIFEST_FILE, before_commit=lambda: retired.extend(retire_derived(location))) as run_dir:
         with timer("outputs"):
             write_maps(
                 run_dir, plan, store.array, model.classes, model.target_class,
                 outlines=[(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions],
-                title=f"Class map {job.period.label}", synthetic=synthetic,
+                title=f"Class map {job.period.label}", synthetic=synthetic, class_tags={RUN_ID_TAG: run_id},
             )
         with timer("plots"):
             target_code = model.classes.index(model.target_class) + 1
@@ -181,9 +206,17 @@ def _run(
                 region_ids=[r.id for r in regions], synthetic=synthetic,
             )
             write_plots(run_dir, plots.frame)
-        manifest = build_manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)
-        write_estimates(run_dir, records, {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id})
+        manifest = {RUN_ID_TAG: run_id, **build_manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)}
+        meta = {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id, RUN_ID_TAG: run_id}
+        write_estimates(run_dir, records, meta)
         write_json(run_dir / MANIFEST_FILE, manifest)
         write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
+    if retired:
+        warnings.warn(
+            f"{location}: {', '.join(retired)} described the previous run, not this one; moved to "
+            f"{RETIRED_DIR}/ (assess and compare this run again)",
+            RetiredOutputsWarning,
+            stacklevel=2,
+        )
     store.prune_others()
-    return RunResult(location.output, records, manifest, len(reused))
+    return RunResult(location.output, records, manifest, len(reused), tuple(retired))

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
+import fnmatch
 import hashlib
 import io
 import json
+import re
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,26 +25,37 @@ from typing import Any
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from scipy import ndimage
 
 from estimator.config import RegionsConfig
 from estimator.errors import EstimatorError
 from estimator.grid import pixel_area_m2
-from estimator.location import as_output, is_url, write_json, write_text
+from estimator.location import RunLocation, as_output, check_writable, is_url, write_json, write_text
 from estimator.regions.geometry import Region, rasterize_regions
 from estimator.regions.job import job_regions
 from estimator.stages.estimate import RECORD_FIELDS, SCHEMA_VERSION
 
 __all__ = [
     "ASSESSMENT_FILE",
+    "DERIVED_FILES",
     "ESTIMATES_FILE",
     "MANIFEST_FILE",
+    "RETIRED_DIR",
+    "RUN_ID_TAG",
+    "RUN_MARKER",
     "Block",
     "RunDir",
+    "RunDirError",
+    "check_run_location",
+    "is_job_key",
+    "mark_run_location",
+    "new_run_id",
     "open_run",
     "read_estimates",
     "read_manifest",
+    "retire_derived",
     "write_estimates",
 ]
 
@@ -50,7 +65,74 @@ MANIFEST_FILE = "manifest.json"
 ASSESSMENT_FILE = "assessment.json"
 CLASS_MAP = "maps/class.tif"
 
+#: Marks a directory as written by ``estimator run``: only such a directory is written into
+#: when it already holds files, so a mistyped ``--out`` never overwrites or prunes others' files.
+RUN_MARKER = ".estimator-run"
+#: Files computed from a run's estimates or maps after the fact (assess, compare): a new run
+#: into the directory retires them, since they describe the run it replaces.
+DERIVED_FILES = ("assessment.json", "comparison.json", "report.html", "report_comparison.md", "report_*.png")
+#: Where retired files go, one folder per retirement (``retired/<UTC time>/``).
+RETIRED_DIR = "retired"
+#: Tag of the class map naming the run that wrote it (the manifest and estimates carry it too).
+RUN_ID_TAG = "run_id"
+
+_JOB_KEY = re.compile(r"^[0-9a-f]{16}$")
+
 _BLOCK = 2048
+
+
+class RunDirError(EstimatorError, ValueError):
+    """A directory is not a (complete, consistent) run directory, or may not become one."""
+
+
+def is_job_key(name: str) -> bool:
+    """Whether ``name`` is a checkpoint folder name (:func:`estimator.run.checkpoints.job_key`)."""
+    return _JOB_KEY.match(name) is not None
+
+
+def new_run_id() -> str:
+    """A fresh id for one committed set of outputs."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(4)
+
+
+def check_run_location(location: RunLocation) -> None:
+    """Refuse to run into an existing location that holds files and is not a run directory.
+
+    A run directory is one marked by :data:`RUN_MARKER`, or one written before the marker
+    existed (``manifest.json`` and ``estimates.json``, or only job-key checkpoint folders).
+    """
+    if location.local is not None:
+        check_writable(location.local, "output", directory=True)
+    names = [n for n in location.names() if not n.startswith(".staging-")]
+    if not names or RUN_MARKER in names:
+        return
+    if {MANIFEST_FILE, ESTIMATES_FILE} <= set(names):
+        return
+    if names == ["tiles"] and all(is_job_key(d) for d in location.subdirs("tiles")):
+        return
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    raise RunDirError(
+        f"output {location} already holds files ({shown}) and is not a run directory; "
+        "choose a new or empty directory with --out (or the job's `output`)"
+    )
+
+
+def mark_run_location(location: RunLocation) -> None:
+    """Mark the location as a run directory (before its first checkpoint is written)."""
+    if not location.exists(RUN_MARKER):
+        text = json.dumps({"written_by": "estimator run", "format": 1}) + "\n"
+        location.write_bytes(RUN_MARKER, text.encode())
+
+
+def retire_derived(location: RunLocation) -> list[str]:
+    """Move the files derived from the previous run (:data:`DERIVED_FILES`) to
+    ``retired/<UTC time>/``; return their names. Nothing is deleted."""
+    names = [n for n in location.names() if any(fnmatch.fnmatchcase(n, pat) for pat in DERIVED_FILES)]
+    if names:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        for n in names:
+            location.move(n, f"{RETIRED_DIR}/{stamp}/{n}")
+    return names
 
 
 @dataclass(frozen=True)
@@ -167,8 +249,23 @@ def _read_json(path: Path, name: str) -> dict[str, Any]:
 
 
 def read_estimates(path: Path | str) -> dict[str, Any]:
-    """A run's ``estimates.json``: schema version, period, model id and ``records``."""
-    return _read_json(Path(path), ESTIMATES_FILE)
+    """A run's ``estimates.json``: schema version, period, model id and ``records``; an error
+    when the run's manifest is missing or names another run (an interrupted write)."""
+    path = Path(path)
+    estimates = _read_json(path, ESTIMATES_FILE)
+    _same_run(path, ESTIMATES_FILE, estimates.get(RUN_ID_TAG), _read_json(path, MANIFEST_FILE))
+    if not isinstance(estimates.get("records"), list):
+        raise RunDirError(f"{path}: {ESTIMATES_FILE} has no list of records; rerun the job")
+    return estimates
+
+
+def _same_run(path: Path, name: str, run_id: Any, manifest: Mapping[str, Any]) -> None:
+    """Files written before run ids existed carry none; otherwise they must agree."""
+    mid = manifest.get(RUN_ID_TAG)
+    if (run_id is not None or mid is not None) and run_id != mid:
+        raise RunDirError(
+            f"{path}: {name} and {MANIFEST_FILE} come from different runs (an interrupted write?); rerun the job"
+        )
 
 
 def read_manifest(path: Path | str) -> dict[str, Any]:
@@ -194,12 +291,22 @@ def open_run(path: Path | str) -> RunDir:
     mpath, cmap = path / MANIFEST_FILE, path / CLASS_MAP
     if not mpath.is_file() or not cmap.is_file():
         raise EstimatorError(f"{path} is not a finished run directory (needs manifest.json and maps/class.tif); run `estimator run` first")
-    manifest = json.loads(mpath.read_text())
-    cfg = manifest["config"]
+    manifest = _read_json(path, MANIFEST_FILE)
+    try:
+        cfg = manifest["config"]
+        model_classes = list(manifest["model"]["classes"])
+    except (KeyError, TypeError):
+        raise RunDirError(f"{mpath} lacks the run's config or model; rerun the job") from None
     regions = job_regions(RegionsConfig.model_validate(cfg["regions"]))
-    with rasterio.open(cmap) as src:
-        grid = GeoBox((src.height, src.width), src.transform, src.crs)
-        classes = tuple(json.loads(src.tags()["classes"])[1:])
-    if list(classes) != manifest["model"]["classes"]:
+    try:
+        with rasterio.open(cmap) as src:
+            grid = GeoBox((src.height, src.width), src.transform, src.crs)
+            tags = src.tags()
+            classes = tuple(json.loads(tags["classes"])[1:])
+    except (RasterioIOError, KeyError, ValueError):
+        raise RunDirError(f"{cmap} is not a readable class map of this run; rerun the job") from None
+    if list(classes) != model_classes:
         raise EstimatorError(f"{cmap} does not match the run's manifest (classes differ); rerun the job")
+    _same_run(path, CLASS_MAP, tags.get(RUN_ID_TAG), manifest)
+    read_estimates(path)
     return RunDir(path, manifest, regions, classes, grid, cmap)

@@ -26,8 +26,8 @@ from estimator.run.reads import read_robust
 from estimator.stages.aggregate import TilePartial, aggregate_tile, failed_tile
 from estimator.stages.classify import class_codes, classify_dask, sieve_codes
 from estimator.stages.features import features_dask
-from estimator.stages.load import load_tile
-from estimator.stages.mask import mask_observations
+from estimator.stages.load import load_scl, load_tile
+from estimator.stages.mask import block_any, clear_blocks, mask_observations
 from estimator.stages.model import Model
 from estimator.stages.plan import Plan, Tile
 from estimator.stages.plots import slice_days
@@ -100,16 +100,50 @@ def tile_observations(
     clear_scl: Sequence[int],
     exclude: Sequence[str] = (),
     persist: bool = True,
+    regions: Sequence[Region] | None = None,
 ) -> TileObs | None:
     """Load, mask and compute features for one tile; ``persist=False`` keeps the graph lazy
-    (the job classifies each chunk's features as they are made and never holds a tile's)."""
-    stack = load_tile(tile, plan, items, exclude=exclude)
+    (the job classifies each chunk's features as they are made and never holds a tile's).
+
+    With ``regions``, only what can be used is read (:func:`usable_blocks`): features inside
+    the regions are bit for bit those of reading everything; outside them they are computed
+    from fewer dates (or none) and must not be used.
+    """
+    keep = None if regions is None else usable_blocks(tile, plan, items, regions, clear_scl, exclude)
+    stack = load_tile(tile, plan, items, exclude=exclude, keep=keep)
     if stack is None:
         return None
     m = mask_observations(stack, clear_scl)
     arrays = (features_dask(m.masked.data), m.n_clear.data, m.span.data)
     feats, counts, span = persist_now(*arrays) if persist else arrays
     return TileObs(feats, counts, span, stack.groups)
+
+
+def usable_blocks(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    regions: Sequence[Region],
+    clear_scl: Sequence[int],
+    exclude: Sequence[str] = (),
+) -> np.ndarray | None:
+    """Read the scene classification first and return, per time slice and chunk, whether a
+    pixel clear by SCL lies inside a region: only those blocks of reflectance hold a pixel
+    the job uses. Chunks wholly outside every region are not read at all (SCL included).
+
+    Reading a block's bands as zeros instead ("no data") changes nothing inside the regions:
+    a pixel inside whose SCL is not clear is masked whatever its bands hold.
+    """
+    c = plan.chunk_size
+    keep_yx = block_any(inside_regions(regions, tile.geobox), c)
+    scl = load_scl(tile, plan, items, exclude=exclude, keep_yx=keep_yx)
+    if scl is None:
+        return None
+    ny, nx = tile.geobox.shape.yx
+    # Rasterized where the blocks run, as in classify_tile: no pixel array in the graph.
+    inside = da.from_delayed(dask.delayed(inside_regions, pure=True)(regions, tile.geobox), shape=(ny, nx), dtype=bool)
+    (keep,) = dask.compute(clear_blocks(scl.data, inside, clear_scl))
+    return np.asarray(keep)
 
 
 def tile_features(
@@ -149,11 +183,20 @@ def classify_tile(
     estimator: Any,
     clear_scl: Sequence[int],
     exclude: Sequence[str] = (),
+    read_clear_only: bool = False,
 ) -> Classified | None:
     """Load -> mask -> features -> classify as one graph, computed at once: each chunk's
     features are classified as soon as they are made and then dropped, so a worker holds a
-    few chunks' features, never a tile's (33 float32 layers of a 2048 px tile are 550 MB)."""
-    obs = tile_observations(tile, plan, items, clear_scl, exclude, persist=False)
+    few chunks' features, never a tile's (33 float32 layers of a 2048 px tile are 550 MB).
+
+    ``read_clear_only`` reads only the blocks that hold a clear pixel inside a region
+    (:func:`usable_blocks`): the classes, probabilities, clear counts and spans inside the
+    regions are the same bit for bit; outside them the clear counts and spans count only the
+    dates read. Off by default: on a world with 62 % mean scene cloud it read 1.07x fewer
+    bytes at 128 px chunks and 1.03x more at 256 px (BENCHMARKS.md, "Read only what can be
+    used"), because nearly every chunk-date holds some clear pixel and the SCL is read twice.
+    """
+    obs = tile_observations(tile, plan, items, clear_scl, exclude, persist=False, regions=regions if read_clear_only else None)
     if obs is None:
         return None
     ny, nx = tile.geobox.shape.yx
@@ -167,9 +210,16 @@ def classify_tile(
     # Reduce to what the outputs need where the blocks live: 1 byte of class, 4 of target
     # probability and 4 of first/last clear slice per pixel travel back, not every class's
     # probability.
-    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8)
-    target_d = probs_d[model.classes.index(model.target_class)]
+    t = model.classes.index(model.target_class)
+    codes_d = da.map_blocks(class_codes, probs_d, drop_axis=0, dtype=np.uint8, target=t, threshold=model.decision_threshold)
+    target_d = probs_d[t]
     raw_codes, target, n_clear, span = dask.compute(codes_d, target_d, obs.n_clear, obs.span)
+    if read_clear_only:
+        # Outside the regions only some dates (or none) were read: say "not counted" (-1,
+        # as for a pixel never seen) rather than a count that looks complete.
+        outside = ~inside_regions(regions, tile.geobox)
+        n_clear = np.where(outside, -1, n_clear).astype(n_clear.dtype)
+        span = np.where(outside[None], -1, span).astype(span.dtype)
     return Classified(raw_codes, target, n_clear, span, obs.groups)
 
 
@@ -218,7 +268,9 @@ def process_tile(
         return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
     min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
     codes, n_sieved = sieve_codes(res.raw_codes, min_px)
-    part = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+    part = aggregate_tile(
+        tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items, target_prob=res.target
+    )
     part.sieved_pixels = n_sieved
     # Where the classifier said the target before the minimum mapping unit, and when each
     # pixel was seen: the plots stage flags what the unit removed and dates every plot.

@@ -32,8 +32,12 @@ class RegionSums:
     """Area-weighted scene observations the job tried to read (m^2 x slices)."""
     failed_obs: float = 0.0
     """Area-weighted observations lost to read failures (m^2 x slices)."""
+    target_prob_m2: float = 0.0
+    """Sum over observed pixels of the target-class probability x true pixel area: the
+    model-based area of the target class (m^2)."""
 
     def add(self, other: RegionSums) -> None:
+        self.target_prob_m2 += other.target_prob_m2
         self.region_area_m2 += other.region_area_m2
         self.observed_area_m2 += other.observed_area_m2
         self.region_pixels += other.region_pixels
@@ -84,6 +88,7 @@ def aggregate_tile(
     expected_obs: np.ndarray,
     failed_obs: np.ndarray,
     failed_items: Sequence[str] = (),
+    target_prob: np.ndarray | None = None,
 ) -> TilePartial:
     """Sum true areas per region and class for one tile.
 
@@ -97,6 +102,9 @@ def aggregate_tile(
         ``(y, x)`` true ground area per pixel, m^2.
     expected_obs, failed_obs
         ``(y, x)`` number of scene observations expected / lost to read failures.
+    target_prob
+        ``(y, x)`` calibrated target-class probability (NaN where not classified), summed
+        area-weighted over observed pixels into ``target_prob_m2``.
     """
     out: dict[str, RegionSums] = {}
     ncls = len(classes)
@@ -108,6 +116,10 @@ def aggregate_tile(
         area_by_code = np.bincount(c, weights=a, minlength=ncls + 1)
         n_by_code = np.bincount(c, minlength=ncls + 1)
         observed = c > 0
+        prob_m2 = 0.0
+        if target_prob is not None:
+            p = target_prob[mask][observed]
+            prob_m2 = float(np.nansum(p.astype(np.float64) * a[observed]))
         out[rid] = RegionSums(
             region_area_m2=float(a.sum()),
             observed_area_m2=float(a[observed].sum()),
@@ -117,6 +129,7 @@ def aggregate_tile(
             observed_pixels=int(observed.sum()),
             expected_obs=float((expected_obs[mask] * a).sum()),
             failed_obs=float((failed_obs[mask] * a).sum()),
+            target_prob_m2=prob_m2,
         )
     return TilePartial(tile_id, "done", out, list(failed_items))
 

@@ -216,10 +216,21 @@ def _predict_chunk(features: np.ndarray, inside: np.ndarray | None = None, *, es
     return predict_block(features, estimator, n_classes, None if inside is None else inside[0])
 
 
-def class_codes(probs: np.ndarray) -> np.ndarray:
-    """Class map: ``1 + argmax`` over classes (model order), 0 where unobserved."""
+def class_codes(probs: np.ndarray, target: int | None = None, threshold: float | None = None) -> np.ndarray:
+    """Class map: ``1 + index`` of the class (model order), 0 where unobserved.
+
+    Without ``threshold``, the most probable class. With it (the model card's decision
+    rule), class ``target`` where its probability is at or above ``threshold``, else the
+    most probable other class.
+    """
     observed = np.isfinite(probs).all(axis=0)
-    codes = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=0).astype(np.uint8) + 1
+    p = np.nan_to_num(probs, nan=-1.0)
+    if threshold is None or target is None:
+        codes = np.argmax(p, axis=0).astype(np.uint8) + 1
+    else:
+        others = p.copy()
+        others[target] = -np.inf
+        codes = np.where(p[target] >= threshold, target, np.argmax(others, axis=0)).astype(np.uint8) + 1
     return np.where(observed, codes, 0).astype(np.uint8)
 
 

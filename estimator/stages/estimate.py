@@ -14,9 +14,12 @@ from typing import Any
 from estimator.regions.geometry import Region
 from estimator.stages.aggregate import RegionSums
 
-__all__ = ["RECORD_FIELDS", "SCHEMA_VERSION", "mapped_records"]
+__all__ = ["FAILED_READS_LIMIT", "RECORD_FIELDS", "SCHEMA_VERSION", "failed_read_fraction", "mapped_records"]
 
 SCHEMA_VERSION = 1
+#: Share of a region's expected observations whose read failed above which a run is not a
+#: result: the map shows what could be read, not the region, and the run ends non-zero.
+FAILED_READS_LIMIT = 0.5
 M2_PER_HA = 10_000.0
 
 #: Column order of estimates.csv (and keys of each JSON record).
@@ -27,6 +30,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "mapped_pixels", "model_id", "synthetic",
     "se_area_ha", "users_accuracy", "producers_accuracy", "sample_n",
     "coverage_policy", "extrapolated_area_ha", "extrapolated_ci95_low_ha", "extrapolated_ci95_high_ha",
+    "model_based_area_ha",
 )
 
 
@@ -42,8 +46,12 @@ def mapped_records(
     period: str,
     model_id: str,
     synthetic: bool,
+    target_class: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per region and class, estimator ``mapped``."""
+    """One record per region and class, estimator ``mapped``; the ``target_class`` record
+    also carries ``model_based_area_ha``, the sum of calibrated target probabilities x pixel
+    area over observed pixels (a model's expectation, carrying the model's bias: beside the
+    mapped and design-based areas, never in their place)."""
     records = []
     for region in regions:
         s = totals[region.id]
@@ -73,6 +81,7 @@ def mapped_records(
                     "users_accuracy": None,
                     "producers_accuracy": None,
                     "sample_n": None,
+                    "model_based_area_ha": round(s.target_prob_m2 / M2_PER_HA, 4) if cls == target_class else None,
                 }
             )
     return records
@@ -108,3 +117,8 @@ def apply_coverage(records: list[dict[str, Any]], policy: str, transfer_uncertai
         low_obs = r.get("ci95_low_ha") or 0.0
         r["extrapolated_ci95_low_ha"] = round(max(low_obs, total - z * se_total, 0.0), 4)
         r["extrapolated_ci95_high_ha"] = round(total + z * se_total, 4)
+
+
+def failed_read_fraction(records: Sequence[Mapping[str, Any]]) -> float:
+    """The largest ``failed_read_fraction`` of any region (0 when every read succeeded)."""
+    return max((float(r.get("failed_read_fraction") or 0.0) for r in records), default=0.0)

@@ -16,12 +16,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import dask.array as da
 import numpy as np
 import odc.stac
 import pystac
 import rasterio
 import xarray as xr
+from dask.highlevelgraph import HighLevelGraph
 from rasterio.errors import RasterioError
 
 from estimator.bands import REFLECTANCE_BANDS
@@ -34,6 +37,8 @@ __all__ = [
     "TileStack",
     "configure_gdal",
     "find_unreadable",
+    "keep_blocks",
+    "load_scl",
     "load_tile",
     "to_reflectance",
 ]
@@ -133,27 +138,43 @@ class TileStack:
         return xr.DataArray(data, coords=self.dn.coords, dims=self.dn.dims)
 
 
-def load_tile(
-    tile: Tile,
-    plan: Plan,
-    items: Mapping[str, pystac.Item],
-    *,
-    exclude: Sequence[str] = (),
-) -> TileStack | None:
-    """Lazily load ``tile``; ``None`` when no item touches it.
+def keep_blocks(a: da.Array, keep: np.ndarray) -> da.Array:
+    """``a`` with the blocks where ``keep`` (one bool per block) is False replaced by zeros,
+    the value odc-stac gives "no data". Their tasks, the reads, drop out of the graph.
 
-    Items listed in ``exclude`` (found unreadable) are left out; a slice left empty is dropped.
+    Written as a graph of aliases because dask has no "some blocks of this array" operation:
+    ``da.where`` would still read every block, and ``da.block`` over ``a.blocks[...]`` builds
+    one graph layer per block.
     """
+    if keep.shape != a.numblocks:
+        raise ValueError(f"keep has shape {keep.shape}, the array has {a.numblocks} blocks")
+    if keep.all():
+        return a
+    name = "keep-" + da.core.tokenize(a.name, keep)
+    dsk: dict[Any, Any] = {}
+    for idx in np.ndindex(*a.numblocks):
+        if keep[idx]:
+            dsk[(name, *idx)] = (a.name, *idx)
+        else:
+            shape = tuple(a.chunks[d][i] for d, i in enumerate(idx))
+            dsk[(name, *idx)] = (functools.partial(np.zeros, shape, a.dtype),)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[a])  # type: ignore[list-item]  # dask stubs
+    return da.Array(graph, name, a.chunks, dtype=a.dtype)
+
+
+def _slices(tile: Tile, exclude: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     skip = set(exclude)
-    groups = tuple(g2 for g2 in (tuple(i for i in g if i not in skip) for g in tile.groups) if g2)
-    if not groups:
-        return None
+    return tuple(g2 for g2 in (tuple(i for i in g if i not in skip) for g in tile.groups) if g2)
+
+
+def _open(tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], groups: tuple[tuple[str, ...], ...], bands: Sequence[str]) -> xr.Dataset:
+    """The lazy odc-stac dataset of ``bands``: one block per band, time slice and chunk."""
     slice_of = {iid: t for t, g in enumerate(groups) for iid in g}
     ordered = [items[iid] for g in groups for iid in g]
     c = plan.chunk_size
-    ds = odc.stac.load(
+    return odc.stac.load(
         ordered,
-        bands=[*REFLECTANCE_BANDS, "scl"],
+        bands=list(bands),
         geobox=tile.geobox,
         chunks={"x": c, "y": c},
         # Time slices were decided by the plan (same solar day and scaling); items of a
@@ -164,6 +185,47 @@ def load_tile(
         # Signed here, per tile, just before its reads (Planetary Computer SAS tokens expire).
         patch_url=url_patcher(get_provider(plan.provider)),
     )
+
+
+def load_scl(
+    tile: Tile, plan: Plan, items: Mapping[str, pystac.Item], *, exclude: Sequence[str] = (), keep_yx: np.ndarray | None = None
+) -> xr.DataArray | None:
+    """Lazy ``(time, y, x)`` uint8 scene classification of ``tile``, one block per time slice
+    and chunk (the same values :func:`load_tile` gives); chunks where ``keep_yx``
+    (``(chunk row, chunk column)`` bool) is False are never read and hold 0 (no data).
+    ``None`` when no item touches the tile."""
+    groups = _slices(tile, exclude)
+    if not groups:
+        return None
+    scl = _open(tile, plan, items, groups, ["scl"])["scl"]
+    if keep_yx is not None:
+        keep = np.broadcast_to(keep_yx, (scl.data.numblocks[0], *keep_yx.shape))
+        scl = scl.copy(data=keep_blocks(scl.data, keep))
+    return scl
+
+
+def load_tile(
+    tile: Tile,
+    plan: Plan,
+    items: Mapping[str, pystac.Item],
+    *,
+    exclude: Sequence[str] = (),
+    keep: np.ndarray | None = None,
+) -> TileStack | None:
+    """Lazily load ``tile``; ``None`` when no item touches it.
+
+    Items listed in ``exclude`` (found unreadable) are left out; a slice left empty is dropped.
+    ``keep`` (``(time slice, chunk row, chunk column)`` bool, over the slices left after
+    ``exclude``) reads only those blocks, bands and SCL; the others hold 0, which every
+    later stage takes for "no data" (not clear).
+    """
+    groups = _slices(tile, exclude)
+    if not groups:
+        return None
+    ds = _open(tile, plan, items, groups, [*REFLECTANCE_BANDS, "scl"])
+    if keep is not None:
+        for b in ds.data_vars:
+            ds[b] = ds[b].copy(data=keep_blocks(ds[b].data, keep))
     # Per slice and band (scale, offset): all items of a slice share it by construction.
     scaling = np.array([plan.items[g[0]].scaling for g in groups], dtype=np.float64)  # (time, band, 2)
     dn = xr.concat([ds[b] for b in REFLECTANCE_BANDS], dim="band").assign_coords(band=list(REFLECTANCE_BANDS))

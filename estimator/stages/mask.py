@@ -16,7 +16,7 @@ import xarray as xr
 
 from estimator.stages.load import TileStack, to_reflectance
 
-__all__ = ["MaskedStack", "clear_mask", "clear_span", "mask_observations"]
+__all__ = ["MaskedStack", "block_any", "clear_blocks", "clear_inside_any", "clear_mask", "clear_span", "mask_observations"]
 
 
 def clear_mask(scl: np.ndarray, dn: np.ndarray, clear_codes: Sequence[int], band_axis: int = 0) -> np.ndarray:
@@ -49,6 +49,34 @@ def clear_span(clear: np.ndarray, axis: int = 0) -> np.ndarray:
     last = n - 1 - np.argmax(clear[..., ::-1], axis=-1)
     out = np.stack([first, last], axis=-1).astype(np.int16)
     out[~seen] = -1
+    return out
+
+
+def clear_inside_any(scl: np.ndarray, inside: np.ndarray, clear_codes: Sequence[int]) -> np.ndarray:
+    """Numpy kernel: ``(time, y, x)`` SCL and ``(y, x)`` area of interest -> ``(time, 1, 1)``,
+    True where some pixel is clear by SCL and inside: the time slices of this block whose
+    reflectance can be used."""
+    clear = np.isin(scl, np.asarray(clear_codes, dtype=scl.dtype)) & inside
+    return clear.any(axis=(1, 2)).reshape(-1, 1, 1)
+
+
+def clear_blocks(scl: da.Array, inside: da.Array, clear_codes: Sequence[int]) -> da.Array:
+    """Lazy ``(time, chunk row, chunk column)`` bool, one value per block of ``scl``:
+    :func:`clear_inside_any` of that block. ``inside`` is ``(y, x)`` bool."""
+    codes = tuple(int(c) for c in clear_codes)
+    return da.blockwise(
+        clear_inside_any, "tyx", scl, "tyx", inside.rechunk(scl.chunks[1:]), "yx",
+        clear_codes=codes, dtype=bool, adjust_chunks={"y": 1, "x": 1},
+    )
+
+
+def block_any(mask: np.ndarray, chunk: int) -> np.ndarray:
+    """``(y, x)`` bool -> ``(chunk row, chunk column)``: True where the chunk holds a True."""
+    ny, nx = mask.shape
+    out = np.zeros((-(-ny // chunk), -(-nx // chunk)), dtype=bool)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = mask[i * chunk : (i + 1) * chunk, j * chunk : (j + 1) * chunk].any()
     return out
 
 

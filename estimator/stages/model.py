@@ -81,6 +81,16 @@ class Model:
         return float(self.card["cascade"]["threshold"]) if self.cascade is not None else 0.0
 
     @property
+    def decision_threshold(self) -> float | None:
+        """Target-class probability at or above which a pixel is mapped as the target (the
+        card's decision rule), or None for the most probable class (models without one, or
+        a job whose target class is not the one the threshold was chosen for)."""
+        rule = self.card.get("decision") or {}
+        if rule.get("rule") != "target_threshold" or self.card.get("target_class") != self.target_class:
+            return None
+        return float(rule["threshold"])
+
+    @property
     def identity(self) -> str:
         """sha256 over the model and its first stage: what a result was computed with."""
         if self.cascade is None:
@@ -131,6 +141,11 @@ def load_model(model_dir: Path) -> Model:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError:
         raise ModelFileError(f"{card_path} is not valid JSON; retrain or restore the model card") from None
+    digest = file_sha256(skops_path)
+    # Cards written before the checksum existed have none; a card that has one describes
+    # exactly this file, so a swapped model.skops is refused instead of run under it.
+    if card.get("model_file_sha256") not in (None, digest):
+        raise ModelFileError(f"{skops_path} does not match the sha256 in the model card; retrain or restore the model")
     estimator = _load_skops(skops_path)
 
     features = tuple(card.get("features", ()))
@@ -152,7 +167,6 @@ def load_model(model_dir: Path) -> Model:
     for est in (estimator, forest_of(estimator), cascade):
         if hasattr(est, "n_jobs"):
             est.n_jobs = 1  # dask runs blocks in parallel; nested pools oversubscribe 2 cores
-    digest = file_sha256(skops_path)
     return Model(estimator, classes, target, card, digest[:12], digest, model_dir, cascade)
 
 

@@ -12,6 +12,7 @@ carry the offset too.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,8 +27,9 @@ from estimator.errors import ConfigError
 from estimator.grid import make_grid, utm_crs_for
 from estimator.regions.geometry import Region, to_crs
 from estimator.stages.costs import BYTES_PER_PX_SLICE
+from estimator.warnings import SceneCoverageWarning
 
-__all__ = ["ItemInfo", "Plan", "Tile", "band_scaling", "group_items", "item_info", "make_plan"]
+__all__ = ["ItemInfo", "Plan", "Tile", "band_scaling", "group_items", "item_info", "make_plan", "warn_uncovered_regions"]
 
 _DEFAULT_SCALE = 1e-4
 
@@ -233,3 +235,18 @@ def auto_chunk_size(requested: int, n_slices: int, budget: int = CHUNK_MEMORY_BY
     need about 9 GB per chunk."""
     fit = int((budget / (max(n_slices, 1) * BYTES_PER_PX_SLICE)) ** 0.5) // 64 * 64
     return max(128, min(requested, fit))
+
+
+def warn_uncovered_regions(regions: Sequence[Region], items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Warn about (and return) the regions no item footprint touches: they will be reported
+    as unobserved, which a user should know before reading a 0 ha figure."""
+    footprints = [shape(i["geometry"]) for i in items if i.get("geometry")]
+    missed = [r.id for r in regions if not any(f.intersects(r.geometry) for f in footprints)]
+    if missed:
+        warnings.warn(
+            f"no scene of the search touches region(s) {', '.join(missed)}: they will be reported as unobserved; "
+            "check the regions and the collection",
+            SceneCoverageWarning,
+            stacklevel=2,
+        )
+    return missed

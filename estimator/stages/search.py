@@ -8,12 +8,15 @@ which silently returns nothing for filters) every page is fetched and filtered h
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pystac
 import requests
@@ -116,19 +119,61 @@ def _reason(e: BaseException, limit: int = 120) -> str:
     return text[:limit]
 
 
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Attempts after the first for a response whose body broke off or is not JSON: urllib3
+#: retries statuses and failed connections, not a body cut short after the headers.
+BODY_RETRIES = 3
+_BROKEN_BODY = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+
+
+class _WholeBodyStacApiIO(StacApiIO):
+    """pystac-client's IO, retrying a request whose body arrives truncated or not as JSON
+    (with the same backoff as the status retries)."""
+
+    def request(self, href: str, method: str | None = None, headers: dict[str, str] | None = None,
+                parameters: dict[str, Any] | None = None) -> str:
+        attempt = 0
+        while True:
+            try:
+                text = super().request(href, method=method, headers=headers, parameters=parameters)
+                json.loads(text)
+                return text
+            except APIError as e:
+                # Statuses and failed connections were retried by urllib3 already.
+                if not isinstance(e.__context__, _BROKEN_BODY) or attempt == BODY_RETRIES:
+                    raise
+            except ValueError:
+                if attempt == BODY_RETRIES:
+                    raise APIError(f"{href}: the answer is not complete JSON after {BODY_RETRIES + 1} attempts") from None
+            log.info("STAC response from %s broke off; retrying", href)
+            time.sleep(min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2**attempt))
+            attempt += 1
+
+
+def _raise_if_dead_loopback(url: str) -> None:
+    if urlsplit(url).hostname in _LOOPBACK_HOSTS:
+        raise StacConnectionError(
+            f"cannot reach the STAC API at {url}: nothing answers at this loopback address (a demo's servers stop "
+            "when it exits); serve the demo world again with `python -m estimator demo serve DIR`, or check stac.url"
+        )
+
+
 def _open(stac: StacConfig) -> Client:
     try:
-        stac_io = StacApiIO(timeout=stac.timeout_s, max_retries=_stac_retry())
+        stac_io = _WholeBodyStacApiIO(timeout=stac.timeout_s, max_retries=_stac_retry())
         return Client.open(stac.url, stac_io=stac_io, timeout=stac.timeout_s)
     except requests.Timeout:
         raise StacConnectionError(
             f"cannot reach the STAC API at {stac.url} (no answer within {stac.timeout_s:g} s); check stac.url and the network"
         ) from None
     except requests.ConnectionError:
+        _raise_if_dead_loopback(stac.url)
         raise StacConnectionError(
             f"cannot reach the STAC API at {stac.url} (connection failed); check stac.url and the network"
         ) from None
     except (requests.RequestException, APIError, OSError) as e:
+        if getattr(e, "status_code", None) is None:
+            _raise_if_dead_loopback(stac.url)
         reason = _reason(e)
         raise StacConnectionError(
             f"cannot reach the STAC API at {stac.url} ({reason}); check stac.url and the network"

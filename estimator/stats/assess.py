@@ -12,6 +12,7 @@ to ``assessment.json`` and the report.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +64,21 @@ def read_reference(path: Path, run: RunDir) -> ReferenceSample:
         raise ReferenceSampleError(f"reference sample not found: {path}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ReferenceSampleError(f"{path} is not GeoJSON; give the file written by `estimator sample`, labeled") from None
+    except OSError as e:
+        raise ReferenceSampleError(f"reference sample {path} cannot be read ({e.strerror or type(e).__name__})") from None
     sampling = data.get("sampling") if isinstance(data, dict) else None
-    if not sampling or "strata" not in sampling:
+    if not isinstance(sampling, dict) or "strata" not in sampling:
         raise ReferenceSampleError(f"{path} has no 'sampling' design; label the file written by `estimator sample`")
+    features = data.get("features")
+    if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
+        raise ReferenceSampleError(f"{path} has no list of point features; label the file written by `estimator sample`")
+    counts = Counter(str((f.get("properties") or {}).get("sample_id")) for f in features)
+    dupes = sorted(i for i, n in counts.items() if n > 1)
+    if dupes:
+        raise ReferenceSampleError(
+            f"{path}: sample_id {', '.join(dupes[:3])} appear(s) more than once; each unit may be counted once, "
+            "remove the copies"
+        )
     if sampling.get("class_map_sha256") != run.class_map_sha256():
         raise ReferenceSampleError(f"{path} was drawn from another class map than {run.class_map}; sample this run again")
     classes = set(run.classes)
@@ -77,11 +90,14 @@ def read_reference(path: Path, run: RunDir) -> ReferenceSample:
     unknown: set[str] = set()
     both = agree = 0
     confusion: dict[str, int] = {}
-    with_codes = _read_codes(run, data["features"])
-    for f, code in zip(data["features"], with_codes, strict=True):
+    with_codes = _read_codes(run, features)
+    for f, code in zip(features, with_codes, strict=True):
         p = f.get("properties") or {}
         sid = p.get("sample_id", "?")
-        row, col = int(p.get("row", -1)), int(p.get("col", -1))
+        try:
+            row, col = int(p.get("row", -1)), int(p.get("col", -1))
+        except (TypeError, ValueError):
+            row = col = -1
         if not (0 <= row < ny and 0 <= col < nx) or code == 0 or run.classes[code - 1] != p.get("map_class"):
             misplaced.append(sid)
             continue

@@ -30,9 +30,12 @@ from estimator.errors import EstimatorError
 from estimator.run.rundir import RunDir
 from estimator.stats.area import allocate, sample_size
 
-__all__ = ["LABEL_FIELDS", "SAMPLE_SCHEMA", "Stratum", "draw_sample", "stratum_id", "stratum_table"]
+__all__ = ["LABEL_FIELDS", "MAX_SAMPLE_N", "SAMPLE_SCHEMA", "Stratum", "draw_sample", "stratum_id", "stratum_table"]
 
 SAMPLE_SCHEMA = 1
+#: Largest sample drawn: units are labeled by photo-interpreters one by one, and a larger
+#: file is a typo (``--n 100000000`` once wrote 469 MB), not a design.
+MAX_SAMPLE_N = 100_000
 #: Properties interpreters fill in.
 LABEL_FIELDS = ("interpreter_1", "interpreter_2", "consensus")
 #: Conjectured user's accuracy per map class for the sample-size formula (Olofsson 2014
@@ -169,6 +172,15 @@ def draw_sample(
     """Draw the sample and return it as a GeoJSON FeatureCollection (dict)."""
     if min_per_stratum < 2:
         raise EstimatorError("--min-per-stratum must be at least 2: a stratum variance needs two units")
+    if n is not None and not 1 <= n <= MAX_SAMPLE_N:
+        raise EstimatorError(f"--n must be between 1 and {MAX_SAMPLE_N:,} (got {n:,}); each unit is labeled by people")
+    if n is None and not 0 < target_se < 1:
+        raise EstimatorError(f"--target-se must lie between 0 and 1 (got {target_se:g}), e.g. 0.01")
+    bad_ua = {c: v for c, v in (expected_ua or {}).items() if c not in run.classes or not 0 < v <= 1}
+    if bad_ua:
+        raise EstimatorError(
+            f"--expected-ua {bad_ua}: give CLASS=ACCURACY with a class of this run ({', '.join(run.classes)}) and 0 < ACCURACY <= 1"
+        )
     strata, cells = stratum_table(run, by_region, progress)
     if not strata:
         raise EstimatorError(f"{run.path}: no observed pixel inside the regions; nothing to sample")
@@ -177,6 +189,16 @@ def draw_sample(
         ua = {**{c: DEFAULT_EXPECTED_UA_OTHER for c in run.classes}, **DEFAULT_EXPECTED_UA, **(expected_ua or {})}
         weights = np.array([s.area_ha for s in strata])
         n = sample_size(weights, [ua[s.map_class] for s in strata], target_se)
+    else:
+        # The minimums alone would exceed a smaller n: allocate() would silently draw more.
+        floor = int(np.minimum(sizes, min_per_stratum).sum())
+        if n < floor:
+            raise EstimatorError(
+                f"--n {n:,} is below the {floor:,} units the minimum of {min_per_stratum} per stratum needs "
+                f"({len(strata)} strata); raise --n or lower --min-per-stratum"
+            )
+        if n > int(sizes.sum()):
+            raise EstimatorError(f"--n {n:,} exceeds the {int(sizes.sum()):,} observed pixels inside the regions; lower --n")
     alloc = allocate(sizes, n, min_per_stratum)
     rng = np.random.default_rng(seed)
     ranks = [np.sort(rng.choice(s.pixels, size=int(a), replace=False)) for s, a in zip(strata, alloc, strict=True)]

@@ -303,7 +303,7 @@ def start_stac_server(
     return _start(spec, port, ready_timeout)
 
 
-def serve_world(world_root: Path, workdir: Path) -> ServedWorld:
+def serve_world(world_root: Path, workdir: Path, *, stac_port: int | None = None) -> ServedWorld:
     """Serve a world directory: its COGs over HTTP and its items through a STAC API.
 
     Reads ``world_root/stac/collection.json`` and ``world_root/stac/items.ndjson`` (one
@@ -317,6 +317,8 @@ def serve_world(world_root: Path, workdir: Path) -> ServedWorld:
         The world directory.
     workdir
         Directory for the rewritten STAC files and the server logs.
+    stac_port
+        Port of the STAC API (e.g. the one a job file names); a free one when None.
 
     Returns
     -------
@@ -347,6 +349,7 @@ def serve_world(world_root: Path, workdir: Path) -> ServedWorld:
             relocate(collection, files.url),
             (relocate(item, files.url) for item in items),
             workdir,
+            port=stac_port,
         )
     except BaseException:
         files.stop()

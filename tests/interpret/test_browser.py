@@ -154,7 +154,7 @@ def test_two_interpreters_label_resume_and_review(run_copy, tmp_path, servers):
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text} @ {m.location.get('url', '')}"))
         page.on("pageerror", lambda e: console.append(f"error: {e}"))
 
         ana = Server(sample, run_copy, "--interpreter", "ana")
@@ -188,16 +188,16 @@ def test_two_interpreters_label_resume_and_review(run_copy, tmp_path, servers):
         page.reload()
         _unit_shown(page, units[3])
         ana.kill()
+        killed = ana.url.rstrip("/")
         assert [p["interpreter_1"] for p in _props(sample)[:3]] == [classes[1], classes[2], classes[1]]
         ana = Server(sample, run_copy, "--interpreter", "ana")
-        console.clear()  # requests the old page sent to the killed server failed, as they should
         page.goto(ana.url)
         _unit_shown(page, units[3])
 
         # a second interpreter at the same time, in a second page: independent answers
         luis = Server(sample, run_copy, "--interpreter", "luis")
         page2 = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page2.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page2.on("console", lambda m: console.append(f"{m.type}: {m.text} @ {m.location.get('url', '')}"))
         page2.goto(luis.url)
         _unit_shown(page2, units[0])
         assert page2.locator('#class-buttons button[aria-pressed="true"]').count() == 0  # ana's answers unseen
@@ -238,6 +238,10 @@ def test_two_interpreters_label_resume_and_review(run_copy, tmp_path, servers):
     data = json.loads(sample.read_text())
     assert data["sampling"]["interpreters"] == {"interpreter_1": "ana", "interpreter_2": "luis"}
     assert data["sampling"]["imagery"]["scenes"] > 0
-    assert [c for c in console if not c.startswith(("log:", "debug:"))] == [], console
+    # Requests the open page sent to the killed server fail, as they should (Chromium may log
+    # them late, under load); every other message is an error of the page.
+    errors = [c for c in console if not c.startswith(("log:", "debug:"))
+              and not ("Failed to load resource: net::ERR_" in c and f"@ {killed}/" in c)]
+    assert errors == [], console
     if os.environ.get("INTERPRET_SCREENSHOT"):  # refresh docs/img/interpret.png
         shutil.copy(shot, os.environ["INTERPRET_SCREENSHOT"])

@@ -33,6 +33,12 @@ def test_plan_command_searches_saves_and_replans_offline(small_world, served_wor
     px = d["pixels"]
     assert 0 < px["region_pixels"] <= px["tile_pixels"] and px["pixel_reads"] == sum(t["pixels"] * t["slices"] for t in d["tiles"])
     assert d["bytes_to_read"] > px["pixel_reads"] and d["forecast_seconds"]["total"] >= 0
+    # the classification cost was timed on the job's own model, and the forecast says so
+    cost = d["cost_figures"]
+    assert cost["classify_measured"] and trained_model.model_id in cost["classify_source"]
+    assert cost["classify_mpix_per_s_per_core"] > 0
+    hours = d["forecast_core_hours"]
+    assert hours["total"] == pytest.approx(hours["read"] + hours["features"] + hours["classify"])
     assert not (tmp_path / "out").exists()  # a dry run writes no run directory
     # offline: the saved list replaces the search (the STAC URL is never contacted)
     job["stac"]["url"] = "http://127.0.0.1:9/unreachable"

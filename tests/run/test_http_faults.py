@@ -156,6 +156,22 @@ def test_search_gives_up_on_a_persistently_failing_api(small_world, served_world
     assert "\n" not in str(e.value)
 
 
+def test_search_page_cut_short_is_asked_for_again(small_world, served_world, tmp_path):
+    period = PeriodConfig(start=small_world.spec.start, end=small_world.spec.end)
+    clean = search_items(
+        StacConfig(url=served_world.stac_url, provider="local", page_size=2, max_cloud_cover=100), WORLD_BBOX, period,
+        progress=False,
+    )
+    # The 2nd search page arrives with its headers and half its body, then the connection closes.
+    plan = FaultPlan((FaultRule("truncate", match=r"^/search", method="POST", skip=1, first=1),))
+    with start_fault_proxy(served_world.stac_url, plan, workdir=tmp_path) as proxy:
+        cfg = StacConfig(url=proxy.url, provider="local", page_size=2, max_cloud_cover=100)
+        found = _within(HANG_GUARD_S, lambda: search_items(cfg, WORLD_BBOX, period, progress=False))
+        faults = Counter(r["fault"] for r in proxy.requests(r"^/search"))
+    assert faults["truncate"] == 1
+    assert [i.id for i in found.items] == [i.id for i in clean.items]
+
+
 # --------------------------------------------------------------------------- GDAL
 
 

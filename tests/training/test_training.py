@@ -29,6 +29,13 @@ def test_card_describes_the_model(trained_model, small_world):
     cm = np.array(m["confusion_matrix"]["rows_true_cols_pred"])
     assert cm.sum() == sum(card["samples"]["pixels_per_class"].values())
     assert load_model(trained_model.path).model_id == trained_model.model_id
+    rule = card["decision"]
+    assert rule["rule"] == "target_threshold" and "out-of-fold calibrated" in rule["chosen_on"]
+    assert trained_model.decision_threshold == rule["threshold"]
+    at = rule["oof_at_threshold"]
+    # Tied probabilities can map a few extra pixels, never fewer than the true ones.
+    assert at["commission_pixels"] >= at["omission_pixels"]
+    assert at["commission_pixels"] - at["omission_pixels"] <= 0.01 * card["samples"]["pixels_per_class"]["coca"]
 
 
 def test_labels_validation(tmp_path, small_world):
