@@ -1,16 +1,18 @@
 """Target-area vs map-class strata at equal n: the coca interval's half-width and coverage
 (issue 14 part 1).
 
-Run:  python benchmarks/sample_design.py DEMO_DIR [DEMO_DIR ...] --n 500 1000 2000 --draws 5
+Run:  python benchmarks/sample_design.py DEMO_DIR [DEMO_DIR ...] --n 500 1000 2000 --draws 20
 
 Each DEMO_DIR is a finished hard-world demo (``python -m estimator demo --preset hard --seed S
 --out DIR``). One world per seed is reused for every n and every sample draw (building a world
-takes minutes). For each n and draw seed, both designs are drawn from the same run:
+takes minutes), and the target-area strata are counted once per world (they do not depend on
+n or the draw). For each n and draw seed, both designs are drawn from the same run:
 ``--strata class`` (map-class strata, Stehman domain estimator per region) and
-``--design target-area`` (probability bins + buffer per region, Neyman allocation, Stehman),
-labelled with the world's truth (the oracle; SYNTHETIC) and assessed in a scratch copy of the
-run. Prints, per design and n, the median 95 % half-width of each region's coca area, how many
-intervals cover the true area, and the ratio of median half-widths.
+``--design target-area`` (probability bins + buffer per region, see
+estimator/stats/target_design.py), labelled with the world's truth (the oracle; SYNTHETIC) and
+assessed in a scratch copy of the run with ``assess``'s defaults. Prints, per design and n,
+the median 95 % half-width of each region's coca area, how many intervals cover the true
+area, and the ratio of median half-widths; then the same per world.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +32,9 @@ from estimator.location import write_json
 from estimator.run.rundir import open_run
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
-from estimator.stats.target_design import draw_target_sample
+from estimator.stats.target_design import draw_target_sample, target_strata
 
 DESIGNS = ("class", "target-area")
-
-
-def _draw(design: str, run: Any, n: int, seed: int) -> dict[str, Any]:
-    if design == "class":
-        return draw_sample(run, n=n, by_region=False, seed=seed)
-    return draw_target_sample(run, n=n, seed=seed)
 
 
 def measure(demo: Path, ns: list[int], draws: int, target: str = "coca") -> list[dict[str, Any]]:
@@ -48,12 +45,16 @@ def measure(demo: Path, ns: list[int], draws: int, target: str = "coca") -> list
         scratch = Path(tmp) / "run"
         shutil.copytree(demo / "run", scratch, ignore=shutil.ignore_patterns("tiles"))
         run = open_run(scratch)
+        layout = target_strata(run, min_pixels=10)
         for n in ns:
             for seed in range(draws):
                 for design in DESIGNS:
-                    sample = label_with_truth(_draw(design, run, n, seed), world, seed=seed)
+                    if design == "class":
+                        fc = draw_sample(run, n=n, by_region=False, seed=seed)
+                    else:
+                        fc = draw_target_sample(run, n=n, seed=seed, layout=layout)
                     ref = Path(tmp) / "labeled.geojson"
-                    write_json(ref, sample)
+                    write_json(ref, label_with_truth(fc, world, seed=seed))
                     for r in assess_run(scratch, ref)["records"]:
                         if r["class"] != target:
                             continue
@@ -66,27 +67,40 @@ def measure(demo: Path, ns: list[int], draws: int, target: str = "coca") -> list
     return rows
 
 
+def table(rows: list[dict[str, Any]], ns: list[int]) -> list[str]:
+    out = ["| n | design | median 95 % half-width (ha) | coverage | half-width ratio class / target-area |", "|---|---|---|---|---|"]
+    for n in ns:
+        med = {}
+        for design in DESIGNS:
+            sel = [r for r in rows if r["n"] == n and r["design"] == design]
+            if not sel:
+                continue
+            med[design] = statistics.median(r["half_width_ha"] for r in sel)
+            cov = sum(r["covered"] for r in sel)
+            ratio = f"{med['class'] / med['target-area']:.2f}x" if design == "target-area" and "class" in med else ""
+            out.append(f"| {n} | {design} | {med[design]:.1f} | {cov}/{len(sel)} ({100 * cov / len(sel):.0f} %) | {ratio} |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("demos", type=Path, nargs="+")
     ap.add_argument("--n", type=int, nargs="+", default=[500, 1000, 2000])
-    ap.add_argument("--draws", type=int, default=5, help="sample seeds per world and n")
+    ap.add_argument("--draws", type=int, default=20, help="sample seeds per world and n")
     ap.add_argument("--json", type=Path, help="also write every interval here")
     args = ap.parse_args()
-    rows = [r for d in args.demos for r in measure(d, args.n, args.draws)]
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    print("SYNTHETIC hard world(s), oracle labels:", ", ".join(d.name for d in args.demos))
-    print("| n | design | median half-width (ha) | coverage | half-width ratio class / target-area |")
-    print("|---|---|---|---|---|")
-    for n in args.n:
-        med = {}
-        for design in DESIGNS:
-            sel = [r for r in rows if r["n"] == n and r["design"] == design]
-            med[design] = statistics.median(r["half_width_ha"] for r in sel)
-            cov = sum(r["covered"] for r in sel)
-            ratio = f"{med['class'] / med['target-area']:.2f}x" if design == "target-area" else ""
-            print(f"| {n} | {design} | {med[design]:.1f} | {cov}/{len(sel)} ({100 * cov / len(sel):.0f} %) | {ratio} |")
+    t0 = time.perf_counter()
+    rows = []
+    for d in args.demos:
+        rows += measure(d, args.n, args.draws)
+        if args.json:  # as it goes: a long run keeps what it measured
+            args.json.write_text(json.dumps(rows, indent=1))
+    print("SYNTHETIC hard world(s), oracle labels:", ", ".join(d.name for d in args.demos), f"({time.perf_counter() - t0:.0f} s)")
+    print("\n".join(table(rows, args.n)))
+    if len(args.demos) > 1:
+        for d in args.demos:
+            print(f"\n{d.name}:")
+            print("\n".join(table([r for r in rows if r["world"] == d.name], args.n)))
 
 
 if __name__ == "__main__":

@@ -29,15 +29,18 @@ EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
   python -m estimator sample runs/vraem --design target-area --n 1000 --out sample.geojson
   python -m estimator sample runs/vraem --design target-area --target-se-ha 20 --out sample.geojson
+  python -m estimator sample runs/vraem --design target-area --n 2000 --prob-strata 12 --buffer-px 2 --out sample.geojson
 
 Strata are region x map class by default (one error-adjusted estimate per region); where
 regions overlap (a district inside a province), strata are map class x cell of the overlaps
 and each region is estimated from its cells. '--strata class' uses map classes only
 (estimates per region by Stehman's domain estimator).
 '--design target-area' stratifies by the run's target (coca) probability instead: probability
-bins plus a buffer next to mapped coca, in each region, with Neyman allocation on the
-proportions the calibrated probabilities anticipate; it narrows the interval of the coca area
-(assessed with Stehman's estimator; see BENCHMARKS.md, sample design).
+bins plus a buffer next to mapped coca, in each region; the proportions each bin will hold
+are anticipated from the probabilities recalibrated on the model card's out-of-fold figures
+(mapped/true area and precision of the decision rule), and units go where they reduce the
+anticipated SE of the coca area most. Bins under --min-per-stratum pixels are merged into a
+neighbouring bin. Assessed with Stehman's estimator; see BENCHMARKS.md, sample design.
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
 """
 EPILOG_INTERPRET = """examples:
@@ -186,7 +189,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         fc = draw_target_sample(
             run, n=args.n if args.target_se_ha is None else None, target_se_ha=args.target_se_ha,
             min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 10,
-            buffer_px=args.buffer_px, seed=args.seed, progress=not args.quiet,
+            buffer_px=args.buffer_px, strata_per_region=args.prob_strata, seed=args.seed, progress=not args.quiet,
         )
     else:
         if args.target_se_ha is not None:
@@ -339,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--target-se-ha", type=float, help="with --design target-area: sample size that anticipates this SE (ha) of the target area in every region")
     s.add_argument("--buffer-px", type=int, default=1, help="with --design target-area: buffer width in pixels (default 1)")
+    s.add_argument(
+        "--prob-strata", type=int, default=8,
+        help="with --design target-area: probability bins per region before bins smaller than --min-per-stratum are merged (default 8)",
+    )
 
     it = add_command(
         sub, "interpret", _cmd_interpret, help="label a reference sample in a local web page (photo-interpretation)",
