@@ -10,9 +10,10 @@ n or the draw). For each n and draw seed, both designs are drawn from the same r
 ``--strata class`` (map-class strata, Stehman domain estimator per region) and
 ``--design target-area`` (probability bins + buffer per region, see
 estimator/stats/target_design.py), labelled with the world's truth (the oracle; SYNTHETIC) and
-assessed in a scratch copy of the run with ``assess``'s defaults. Prints, per design and n,
-the median 95 % half-width of each region's coca area, how many intervals cover the true
-area, and the ratio of median half-widths; then the same per world.
+assessed in a scratch copy of the run, with ``assess``'s default (zero-cell adjusted) variance
+and with the textbook one. Prints, per variance, design and n, the median 95 % half-width of
+each region's coca area, how many intervals cover the true area, and the ratio of median
+half-widths; then the adjusted figures per world.
 """
 
 from __future__ import annotations
@@ -55,19 +56,22 @@ def measure(demo: Path, ns: list[int], draws: int, target: str = "coca") -> list
                         fc = draw_target_sample(run, n=n, seed=seed, layout=layout)
                     ref = Path(tmp) / "labeled.geojson"
                     write_json(ref, label_with_truth(fc, world, seed=seed))
-                    for r in assess_run(scratch, ref)["records"]:
-                        if r["class"] != target:
-                            continue
-                        t = truth[r["region"]]
-                        rows.append({
-                            "world": demo.name, "design": design, "n": n, "draw": seed, "region": r["region"],
-                            "area_ha": r["area_ha"], "half_width_ha": (r["ci95_high_ha"] - r["ci95_low_ha"]) / 2,
-                            "truth_ha": t, "covered": r["ci95_low_ha"] <= t <= r["ci95_high_ha"],
-                        })
+                    for variance, adjust in (("adjusted", True), ("textbook", False)):
+                        for r in assess_run(scratch, ref, adjust_zero_cells=adjust)["records"]:
+                            if r["class"] != target:
+                                continue
+                            t = truth[r["region"]]
+                            rows.append({
+                                "world": demo.name, "design": design, "variance": variance, "n": n, "draw": seed,
+                                "region": r["region"], "area_ha": r["area_ha"],
+                                "half_width_ha": (r["ci95_high_ha"] - r["ci95_low_ha"]) / 2,
+                                "truth_ha": t, "covered": r["ci95_low_ha"] <= t <= r["ci95_high_ha"],
+                            })
     return rows
 
 
-def table(rows: list[dict[str, Any]], ns: list[int]) -> list[str]:
+def table(rows: list[dict[str, Any]], ns: list[int], variance: str = "adjusted") -> list[str]:
+    rows = [r for r in rows if r["variance"] == variance]
     out = ["| n | design | median 95 % half-width (ha) | coverage | half-width ratio class / target-area |", "|---|---|---|---|---|"]
     for n in ns:
         med = {}
@@ -88,19 +92,23 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[500, 1000, 2000])
     ap.add_argument("--draws", type=int, default=20, help="sample seeds per world and n")
     ap.add_argument("--json", type=Path, help="also write every interval here")
+    ap.add_argument("--tables", action="store_true", help="DEMO_DIRs are --json files of earlier runs: print their tables together")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = []
     for d in args.demos:
-        rows += measure(d, args.n, args.draws)
-        if args.json:  # as it goes: a long run keeps what it measured
+        rows += json.loads(d.read_text()) if args.tables else measure(d, args.n, args.draws)
+        if args.json and not args.tables:  # as it goes: a long run keeps what it measured
             args.json.write_text(json.dumps(rows, indent=1))
-    print("SYNTHETIC hard world(s), oracle labels:", ", ".join(d.name for d in args.demos), f"({time.perf_counter() - t0:.0f} s)")
-    print("\n".join(table(rows, args.n)))
-    if len(args.demos) > 1:
-        for d in args.demos:
-            print(f"\n{d.name}:")
-            print("\n".join(table([r for r in rows if r["world"] == d.name], args.n)))
+    names = sorted({r["world"] for r in rows})
+    print("SYNTHETIC hard world(s), oracle labels:", ", ".join(names), f"({time.perf_counter() - t0:.0f} s)")
+    for variance in ("adjusted", "textbook"):
+        print(f"\nvariance: {variance} ({'the default of assess' if variance == 'adjusted' else '--no-zero-cell-adjustment'})")
+        print("\n".join(table(rows, args.n, variance)))
+    if len(names) > 1:
+        for name in names:
+            print(f"\n{name} (adjusted variance):")
+            print("\n".join(table([r for r in rows if r["world"] == name], args.n)))
 
 
 if __name__ == "__main__":

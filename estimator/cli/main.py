@@ -29,7 +29,7 @@ EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
   python -m estimator sample runs/vraem --design target-area --n 1000 --out sample.geojson
   python -m estimator sample runs/vraem --design target-area --target-se-ha 20 --out sample.geojson
-  python -m estimator sample runs/vraem --design target-area --n 2000 --prob-strata 12 --buffer-px 2 --out sample.geojson
+  python -m estimator sample runs/vraem --design target-area --n 2000 --prob-strata 6 --buffer-px 2 --out sample.geojson
 
 Strata are region x map class by default (one error-adjusted estimate per region); where
 regions overlap (a district inside a province), strata are map class x cell of the overlaps
@@ -182,14 +182,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
     run = open_run(args.run_dir)
     if args.design == "target-area":
-        from estimator.stats.target_design import draw_target_sample
+        from estimator.stats.target_design import DEFAULT_STRATA_PER_REGION, draw_target_sample
 
         if args.target_se_ha is not None and args.n is not None:
             raise EstimatorError("give --n or --target-se-ha, not both")
         fc = draw_target_sample(
             run, n=args.n if args.target_se_ha is None else None, target_se_ha=args.target_se_ha,
             min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 10,
-            buffer_px=args.buffer_px, strata_per_region=args.prob_strata, seed=args.seed, progress=not args.quiet,
+            buffer_px=args.buffer_px, strata_per_region=args.prob_strata if args.prob_strata is not None else DEFAULT_STRATA_PER_REGION, seed=args.seed, progress=not args.quiet,
         )
     else:
         if args.target_se_ha is not None:
@@ -343,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target-se-ha", type=float, help="with --design target-area: sample size that anticipates this SE (ha) of the target area in every region")
     s.add_argument("--buffer-px", type=int, default=1, help="with --design target-area: buffer width in pixels (default 1)")
     s.add_argument(
-        "--prob-strata", type=int, default=8,
-        help="with --design target-area: probability bins per region before bins smaller than --min-per-stratum are merged (default 8)",
+        "--prob-strata", type=int,
+        help="with --design target-area: probability bins per region before bins smaller than --min-per-stratum are merged "
+        "(default 4)",
     )
 
     it = add_command(

@@ -85,7 +85,7 @@ __all__ = [
 
 DESIGN_ID = "target-area"
 #: Probability bins per cell of the regions (before small bins are merged), plus the buffer.
-DEFAULT_STRATA_PER_REGION = 8
+DEFAULT_STRATA_PER_REGION = 4
 #: Largest sample --target-se-ha may ask for (the limit on --n).
 MAX_N = MAX_SAMPLE_N
 #: Resolution of the probability histograms that strata are cut from (bins of 0.001).
