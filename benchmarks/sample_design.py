@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--tables", action="store_true", help="DEMO_DIRs are --json files of earlier runs: print their tables together")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in args.demos:
         rows += json.loads(d.read_text()) if args.tables else measure(d, args.n, args.draws)
         if args.json and not args.tables:  # as it goes: a long run keeps what it measured
