@@ -23,6 +23,7 @@ from estimator.location import as_output
 from estimator.modelrefs import REGISTRY_ENV, is_registry_ref, resolve_model_ref
 
 __all__ = [
+    "NO_MODEL",
     "ClassifyConfig",
     "ClusterConfig",
     "CoverageConfig",
@@ -32,6 +33,7 @@ __all__ = [
     "PeriodConfig",
     "RegionsConfig",
     "StacConfig",
+    "StrataConfig",
     "TrainConfig",
     "apply_overrides",
     "check_grid_crs",
@@ -192,6 +194,30 @@ class ClusterConfig(_Strict):
     )
 
 
+#: ``model:`` value of a cold-start job: no trained model, label-free strata instead of a map.
+NO_MODEL = "none"
+
+
+class StrataConfig(_Strict):
+    """Label-free strata of a cold-start job (``model: none``; docs/cold_start.md)."""
+
+    clusters: int = Field(
+        8, ge=2, le=40, description="Clusters of the temporal features (scikit-learn MiniBatchKMeans), one stratum each."
+    )
+    fit_pixels: int = Field(
+        20000, ge=100, le=1_000_000, description="Clear pixels inside the regions drawn (seeded) to fit the clusters."
+    )
+    fit_tiles: int = Field(
+        8, ge=1, description="Tiles (drawn at random, seeded) whose pixels the clusters are fitted on; the others are read once."
+    )
+    harvest_rule: bool = Field(
+        True,
+        description="Add a 'harvest' stratum of pixels with repeated harvest-like NDVI drops that are green between "
+        "them (coca-like dynamics), taken out of the clusters so that a sample can reach them.",
+    )
+    seed: int = Field(0, description="Seed of the fitting subsample and of the clustering.")
+
+
 class JobConfig(_Strict):
     """An estimation job (``python -m estimator run JOB.yaml``)."""
 
@@ -202,10 +228,17 @@ class JobConfig(_Strict):
     mask: MaskConfig = MaskConfig()
     classify: ClassifyConfig = ClassifyConfig()
     coverage: CoverageConfig = CoverageConfig()
-    model: Path = Field(
+    model: Literal["none"] | Path = Field(
         description="Model directory written by `python -m training fit`, or `promoted` / `registry:<id>`: "
-        "a model of the registry in $ESTIMATOR_MODELS, else `models/` beside the job file."
+        "a model of the registry in $ESTIMATOR_MODELS, else `models/` beside the job file; or `none` for a "
+        "cold start: label-free strata instead of a class map (docs/cold_start.md)."
     )
+    classes: tuple[str, ...] | None = Field(
+        None,
+        description="With `model: none` only: the legend interpreters label the sample with (the model's classes "
+        "otherwise); it must hold target_class.",
+    )
+    strata: StrataConfig | None = Field(None, description="With `model: none` only: how the label-free strata are made.")
     output: Path | str = Field(
         Path("runs/latest"),
         description="Run directory to write: a local path, or an fsspec URL (s3://bucket/prefix, memory://...); "
@@ -218,6 +251,41 @@ class JobConfig(_Strict):
     @classmethod
     def _output(cls, v: Any) -> Any:
         return as_output(v) if isinstance(v, (str, Path)) else v
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return NO_MODEL if isinstance(v, str) and v.strip().lower() == NO_MODEL else v
+
+    @model_validator(mode="after")
+    def _cold_start(self) -> JobConfig:
+        if not self.cold_start:
+            misplaced = [k for k in ("classes", "strata") if getattr(self, k) is not None]
+            if misplaced:
+                raise ValueError(
+                    f"{' and '.join(misplaced)} apply only to a cold start (model: none); the model's card gives "
+                    "its classes: remove them, or set model: none"
+                )
+            return self
+        if not self.classes:
+            raise ValueError(
+                "model: none needs `classes:`, the legend interpreters will label, e.g. [coca, forest, regrowth, "
+                "other_crop, pasture, bare_soil, water, settlement]"
+            )
+        if len(set(self.classes)) < len(self.classes) or any(not c.strip() for c in self.classes):
+            raise ValueError(f"classes {list(self.classes)} must be distinct, non-empty names")
+        if self.target_class not in self.classes:
+            raise ValueError(f"target_class '{self.target_class}' is not in classes {list(self.classes)}; add it")
+        return self
+
+    @property
+    def cold_start(self) -> bool:
+        """No trained model: the job writes label-free strata (``model: none``)."""
+        return isinstance(self.model, str) and self.model == NO_MODEL
+
+    @property
+    def strata_config(self) -> StrataConfig:
+        return self.strata or StrataConfig()
 
 
 class FitConfig(_Strict):
@@ -310,6 +378,8 @@ def _format_validation(path: Path, err: ValidationError) -> str:
         msg = f"required key '{key}' is missing"
     elif kind == "extra_forbidden":
         msg = f"unknown key '{key}' (check the spelling; see the README for accepted keys)"
+    elif not first["loc"]:  # a rule across keys (e.g. model: none needs classes)
+        msg = first["msg"].removeprefix("Value error, ")
     else:
         msg = f"key '{key}': {first['msg'].removeprefix('Value error, ')}"
     more = f" (+{err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
@@ -372,7 +442,7 @@ def load_job(path: Path | str, overrides: list[str] | None = None) -> JobConfig:
     base = path.resolve().parent
     return job.model_copy(
         update={
-            "model": _resolve_model(base, job.model),
+            "model": job.model if isinstance(job.model, str) else _resolve_model(base, job.model),
             "output": as_output(job.output, base),
             "regions": job.regions.model_copy(
                 update={

@@ -26,25 +26,15 @@ file sets target_class.
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from estimator.config import load_train
-    from estimator.errors import ConfigError
-    from training.extract import read_labels
-    from training.fit import train
-    from training.labels import DEFAULT_CLASSES, check_classes
-    from training.registry import incoming_dir, register
+    from training.fit import fit
     from training.store import LabelStore
 
-    cfg = load_train(args.train, overrides=args.set)
-    if args.out is None and args.registry is None:
-        raise ConfigError("say where the model goes: --out MODEL_DIR or --registry DIR")
-    if args.store is not None:
-        labels = LabelStore(args.store).load(args.batches.split(",") if args.batches else None)
-    else:
-        labels = read_labels(args.labels, args.class_field)
-        check_classes(labels.classes, {*DEFAULT_CLASSES, *args.new_class}, args.labels)
-    out = args.out.resolve() if args.out is not None else incoming_dir(args.registry)
-    model = train(cfg, labels, out, progress=not args.quiet, scheduler=args.scheduler)
-    if args.registry is not None:
-        model = register(args.registry, out)
+    labels = LabelStore(args.store) if args.store is not None else args.labels
+    model = fit(
+        load_train(args.train, overrides=args.set), labels, args.out, registry=args.registry,
+        batches=args.batches.split(",") if args.batches else None, class_field=args.class_field,
+        new_classes=args.new_class, progress=not args.quiet, scheduler=args.scheduler,
+    )
     m = model.card["metrics"]
     t = model.card["target_class"]
     f1 = m["per_class"].get(t, {}).get("f1", float("nan"))

@@ -133,6 +133,21 @@ class Samples:
         return h.hexdigest()
 
 
+def _refuse_reference_sample(path: Path) -> None:
+    """A reference sample trains a model only through the label store, which records its units
+    so that the model is never assessed on them (``estimator.stats.reference``)."""
+    try:
+        head = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return
+    if isinstance(head, dict) and isinstance(head.get("sampling"), dict):
+        raise LabelFileError(
+            f"{path} is a reference sample (written by `estimator sample`): add it with `python -m training labels add "
+            f"{path} --store STORE`, then `python -m training fit TRAIN.yaml --store STORE`, so that the model is never "
+            "assessed on its units"
+        )
+
+
 def read_labels(path: Path, class_field: str = "class") -> LabelSet:
     """Read a GeoJSON FeatureCollection of labeled plots (lon/lat).
 
@@ -142,6 +157,7 @@ def read_labels(path: Path, class_field: str = "class") -> LabelSet:
         Not GeoJSON, no features, a feature without ``class_field`` or geometry.
     """
     features = read_features(path, LabelFileError, "labels")
+    _refuse_reference_sample(path)
     ids, classes, geoms = [], [], []
     for i, feat in enumerate(features):
         props = feat.get("properties") or {}

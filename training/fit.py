@@ -22,9 +22,10 @@ import datetime as dt
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import skops.io as sio
@@ -48,8 +49,12 @@ from training.extract import (
     extract_cached,
     extract_samples,
     labels_card,
+    read_labels,
     reference_units,
 )
+
+if TYPE_CHECKING:
+    from training.store import LabelStore
 
 __all__ = [
     "area_threshold",
@@ -57,6 +62,7 @@ __all__ = [
     "cross_validate",
     "cv_splits",
     "evaluate_cv",
+    "fit",
     "fit_cascade",
     "fit_model",
     "make_estimator",
@@ -438,3 +444,82 @@ def train(
         **(extra_card or {}),
     }
     return save_model(out, estimator, card, cascade)
+
+
+def fit(
+    cfg: TrainConfig | Path | str,
+    labels: LabelSet | LabelStore | Path | str,
+    out: Path | str | None = None,
+    *,
+    registry: Path | str | None = None,
+    batches: Sequence[str] | None = None,
+    class_field: str = "class",
+    new_classes: Sequence[str] = (),
+    progress: bool = False,
+    scheduler: str | None = None,
+) -> Model:
+    """Train a model from labeled plots; this is ``training fit``.
+
+    Features are extracted at the labeled pixels with the estimator's own code, the forest
+    is cross-validated in spatial blocks, fitted and saved as ``model.skops`` + ``card.json``.
+
+    Parameters
+    ----------
+    cfg
+        The training configuration, or the path of a training YAML file.
+    labels
+        A GeoJSON of labeled plots, a :class:`LabelStore` (only new batches are extracted;
+        the others come from its cache) or plots already read (:func:`read_labels`).
+    out
+        Model directory to write.
+    registry
+        Model registry to add the model to, as ``<registry>/<model_id>`` (with or instead
+        of ``out``).
+    batches
+        With a label store: the batch ids to train on (default: all).
+    class_field
+        With a GeoJSON file: the property holding the class name.
+    new_classes
+        With a GeoJSON file: class names to accept although unknown (a misspelt class,
+        ``'Coca '``, is refused otherwise), as ``training labels add --new-class`` does.
+    progress
+        Show progress bars.
+    scheduler
+        dask.distributed scheduler address (default: local threads).
+
+    Returns
+    -------
+    Model
+        The saved model: ``model_id``, ``classes``, ``card`` (metrics, labels, calibration).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import training
+    >>> from estimator.demo import example
+    >>> ex = example()
+    >>> with ex.serve() as stac_url:
+    ...     model = training.fit(ex.train_config(stac_url), ex.world.labels_path, tempfile.mkdtemp())
+    >>> "coca" in model.classes, model.card["target_class"]
+    (True, 'coca')
+    """
+    from estimator.config import load_train
+    from estimator.errors import ConfigError
+    from training.labels import DEFAULT_CLASSES, check_classes
+    from training.registry import incoming_dir, register
+    from training.store import LabelStore
+
+    cfg = cfg if isinstance(cfg, TrainConfig) else load_train(cfg)
+    if out is None and registry is None:
+        raise ConfigError("say where the model goes: out (--out MODEL_DIR) or registry (--registry DIR)")
+    if isinstance(labels, LabelStore):
+        labels = labels.load(list(batches) if batches else None)
+    elif not isinstance(labels, LabelSet):
+        path = Path(labels)
+        labels = read_labels(path, class_field)
+        check_classes(labels.classes, {*DEFAULT_CLASSES, *new_classes}, path)
+    dst = Path(out).resolve() if out is not None else incoming_dir(Path(str(registry)))
+    model = train(cfg, labels, dst, progress=progress, scheduler=scheduler)
+    if registry is not None:
+        model = register(Path(registry), dst)
+    return model

@@ -13,14 +13,17 @@ import datetime as dt
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from estimator.errors import ModelFileError
 from estimator.location import write_json
 from estimator.modelrefs import REGISTRY_FILE, is_registry_ref, read_registry, resolve_model_ref
 from estimator.stages.model import Model, load_model
 
-__all__ = ["DEFAULT_REGISTRY", "incoming_dir", "promote", "register", "resolve"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_REGISTRY", "incoming_dir", "models", "promote", "register", "resolve"]
 
 #: Registry root used by the CLI when ``--registry`` is not given.
 DEFAULT_REGISTRY = Path("models")
@@ -48,9 +51,20 @@ def incoming_dir(root: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
 
 
-def register(root: Path, model_dir: Path) -> Model:
+def register(root: Path | str, model_dir: Path | str) -> Model:
     """Add the model in ``model_dir`` to the registry at ``root`` as ``root/<model_id>``
-    (moved when it lies inside ``root``, copied otherwise) and list it in the index."""
+    (moved when it lies inside ``root``, copied otherwise) and list it in the index.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import training
+    >>> from estimator.demo import example
+    >>> model = training.register(tempfile.mkdtemp(), example().model_dir)
+    >>> model.path.name == model.model_id
+    True
+    """
+    root, model_dir = Path(root), Path(model_dir)
     model = load_model(model_dir)
     dst = root / model.model_id
     if model_dir.resolve() != dst.resolve():
@@ -81,9 +95,24 @@ def resolve(root: Path, ref: str | Path) -> Path:
     raise ModelFileError(f"{ref} is neither a model directory nor a model id in the registry {root}")
 
 
-def promote(root: Path, ref: str | Path) -> Model:
+def promote(root: Path | str, ref: str | Path) -> Model:
     """Make ``ref`` the registry's promoted model (registering it first if it is a model
-    directory outside the registry); the previous one is kept in ``history``."""
+    directory outside the registry); the previous one is kept in ``history``.
+
+    Jobs whose ``model`` is ``promoted`` then use it. ``ref`` is a model directory, a model
+    id in the registry (or a unique prefix), or ``promoted``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import training
+    >>> from estimator.demo import example
+    >>> registry = tempfile.mkdtemp()
+    >>> model = training.promote(registry, example().model_dir)
+    >>> training.models(registry)["promoted"].tolist()
+    [True]
+    """
+    root = Path(root)
     model = register(root, resolve(root, ref))
     index = read_registry(root)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -92,3 +121,31 @@ def promote(root: Path, ref: str | Path) -> Model:
     index["promoted"] = model.model_id
     write_json(root / REGISTRY_FILE, index)
     return model
+
+
+def models(root: Path | str) -> pd.DataFrame:
+    """The models of the registry at ``root``, one row each, the promoted one flagged.
+
+    Columns: ``id``, ``created``, ``promoted``, the label batches, the cross-validation
+    scheme and the headline metrics (``overall_accuracy``, ``<target>_f1``), in the order
+    the models were registered.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import training
+    >>> from estimator.demo import example
+    >>> registry = tempfile.mkdtemp()
+    >>> model = training.promote(registry, example().model_dir)
+    >>> table = training.models(registry)
+    >>> table.loc[table["promoted"], "id"].tolist() == [model.model_id]
+    True
+    """
+    import pandas as pd
+
+    index = read_registry(Path(root))
+    rows = [{"id": mid, "promoted": mid == index.get("promoted"), **{k: v for k, v in m.items() if k != "id"}}
+            for mid, m in index["models"].items()]
+    first = ["id", "created", "promoted"]
+    df = pd.DataFrame(rows)
+    return df[[*first, *[c for c in df.columns if c not in first]]] if rows else pd.DataFrame(columns=first)

@@ -48,7 +48,8 @@ from typing import Any, Literal
 
 from estimator.claims.registry import Claim
 from estimator.errors import EstimatorError
-from estimator.run.rundir import read_estimates, read_manifest
+from estimator.location import check_writable
+from estimator.run.rundir import Comparison, Run, RunDirError, is_strata_manifest, read_estimates, read_manifest
 from estimator.warnings import ClaimPeriodMismatchWarning, RegionDefinitionWarning
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "RunEstimates",
     "Verdict",
     "compare",
+    "compare_claims",
     "compare_runs",
     "format_table",
     "implied_growth",
@@ -251,6 +253,11 @@ def read_run(path: Path | str) -> RunEstimates:
     path = Path(path)
     manifest = read_manifest(path)
     estimates = read_estimates(path)
+    if is_strata_manifest(manifest) and not estimates["records"]:
+        raise RunDirError(
+            f"{path} is a cold start (model: none): it holds strata, no estimate yet; `estimator sample` it, label "
+            "the sample and `estimator assess` it, then compare"
+        )
     target = manifest.get("model", {}).get("target_class") or manifest.get("config", {}).get("target_class", "coca")
     period = str(estimates.get("period") or manifest["period"])
     start, _, end = period.partition("/")
@@ -521,3 +528,57 @@ def compare(
     written = [out / "comparison.json"]
     written += list(write_comparison_reports(comparison, out))
     return comparison, written
+
+
+def compare_claims(
+    runs: Run | Path | str | Sequence[Run | Path | str],
+    *,
+    claims: Path | str | None = None,
+    out: Path | str | None = None,
+    min_observed: float = MIN_OBSERVED,
+    max_relative_half_width: float = MAX_REL_HALF_WIDTH,
+) -> Comparison:
+    """Set reported claims beside the estimates of one or more runs.
+
+    This is ``estimator compare``: each claim of the registry gets a verdict, consistent,
+    contradicted or inconclusive (with the reason: period mismatch, region only partly
+    observed, no or too wide an interval), from the estimates' 95 % intervals; growth claims
+    need runs of two periods. ``comparison.json`` and the report (``report.html``,
+    ``report_comparison.md``) are written into ``out``.
+
+    Parameters
+    ----------
+    runs
+        A run (or its local directory), or several runs of different periods.
+    claims
+        Claims registry (default ``configs/claims.yaml``; format in docs/claims.md).
+    out
+        Directory to write into (default: the first run's directory).
+    min_observed
+        Observed fraction below which a whole-region claim is inconclusive.
+    max_relative_half_width
+        CI half-width / estimate above which agreement is inconclusive.
+
+    Returns
+    -------
+    Comparison
+        Verdicts (``claims`` table), the estimates compared and unmatched claims; ``files``
+        lists what was written.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> from estimator.demo import example
+    >>> ex = example()
+    >>> comparison = estimator.compare(estimator.open_run(ex.run_copy()), claims=ex.claims)
+    >>> sorted(set(comparison.claims["verdict"]) - {"consistent", "contradicted", "inconclusive"})
+    []
+    """
+    if out is not None:  # before any work, as ``estimator compare --out`` does
+        check_writable(Path(out), "out", directory=True)
+    items = [runs] if isinstance(runs, (Run, Path, str)) else list(runs)
+    dirs = [r.run_dir if isinstance(r, Run) else r for r in items]
+    data, written = compare(
+        dirs, claims_path=claims, out_dir=out, min_observed=min_observed, max_rel_half_width=max_relative_half_width
+    )
+    return Comparison(data, written)

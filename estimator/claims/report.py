@@ -45,7 +45,8 @@ from estimator.report.document import (
 )
 from estimator.report.figures import claims_chart, probability_map
 from estimator.report.run_report import render_report_md
-from estimator.run.rundir import RunDir, open_run
+from estimator.report.strata_report import render_strata_report_md
+from estimator.run.rundir import RunDir, is_strata_manifest, open_run
 from estimator.synthetic import SYNTHETIC_BANNER
 
 __all__ = ["HTML_NAME", "MD_NAME", "write_comparison_reports"]
@@ -234,5 +235,13 @@ def _provenance(i: int, r: _Run, target: str) -> list[Block]:
         Details(f"Scene ids ({len(items)})", "\n".join(f"{it['id']}  {it.get('datetime', '')}" for it in items)),
         Details("Job config", yaml.safe_dump(m.get("config", {}), sort_keys=False)),
         Details("Package versions", table=versions),
-        Details("The run's own report", render_report_md(r.records, m, target_class=target, assessment=r.assessment)),
+        Details("The run's own report", _own_report(r, m, target)),
     ]
+
+
+def _own_report(r: _Run, m: dict[str, Any], target: str) -> str:
+    if is_strata_manifest(m) and r.run is not None:
+        # A cold start (model: none): its report of strata and assessed class areas.
+        strata = r.run.estimates().get("strata") or []
+        return render_strata_report_md(strata, m, records=r.records, assessment=r.assessment)
+    return render_report_md(r.records, m, target_class=target, assessment=r.assessment)

@@ -22,6 +22,11 @@ EPILOG_RUN = """examples:
   python -m estimator run configs/jobs/vraem-2023.yaml
   python -m estimator run job.yaml --out runs/vraem --set stac.max_cloud_cover=60
   python -m estimator run job.yaml --scheduler tcp://10.0.0.5:8786
+  python -m estimator run hard/job.yaml --set model=none --set "classes=[coca, forest, pasture]" --out cold/run
+
+A job with `model: none` (a cold start, no labelled plot yet) writes label-free strata
+(maps/strata.tif) instead of a class map, for `sample` to draw from; it needs `classes:`,
+the legend to label (docs/cold_start.md).
 """
 EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --n 600 --out sample.geojson
@@ -41,6 +46,8 @@ are anticipated from the probabilities recalibrated on the model card's out-of-f
 (mapped/true area and precision of the decision rule), and units go where they reduce the
 anticipated SE of the coca area most. Bins under --min-per-stratum pixels are merged into a
 neighbouring bin. Assessed with Stehman's estimator; see BENCHMARKS.md, sample design.
+From a cold-start run (model: none) strata are region x label-free stratum, and the legend
+to label is the job's `classes` (docs/cold_start.md).
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
 """
 EPILOG_INTERPRET = """examples:
@@ -169,8 +176,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from estimator.location import check_writable, write_json
-    from estimator.run.rundir import open_run
-    from estimator.stats.sample import draw_sample
+    from estimator.stats.sample import sample_run
 
     check_writable(args.out, "--out")
     ua = {}
@@ -180,31 +186,37 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             ua[cls] = float(val)
         except ValueError:
             raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
-    run = open_run(args.run_dir)
     if args.design == "target-area":
+        from estimator.run.rundir import open_run
         from estimator.stats.target_design import DEFAULT_STRATA_PER_REGION, draw_target_sample
 
         if args.target_se_ha is not None and args.n is not None:
             raise EstimatorError("give --n or --target-se-ha, not both")
+        run = open_run(args.run_dir)
         fc = draw_target_sample(
             run, n=args.n if args.target_se_ha is None else None, target_se_ha=args.target_se_ha,
             min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 10,
-            buffer_px=args.buffer_px, strata_per_region=args.prob_strata if args.prob_strata is not None else DEFAULT_STRATA_PER_REGION, seed=args.seed, progress=not args.quiet,
+            buffer_px=args.buffer_px, strata_per_region=args.prob_strata if args.prob_strata is not None else DEFAULT_STRATA_PER_REGION,
+            seed=args.seed, progress=not args.quiet,
         )
-    else:
-        if args.target_se_ha is not None:
-            raise EstimatorError("--target-se-ha needs --design target-area")
-        fc = draw_sample(
-            run, n=args.n, target_se=args.target_se, expected_ua=ua,
-            min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 50,
-            by_region=args.strata == "region-class", seed=args.seed, progress=not args.quiet,
-        )
-    write_json(args.out, fc)
-    strata = fc["sampling"]["strata"]
-    print(f"{len(fc['features'])} sample units in {len(strata)} strata written to {args.out}")
-    for rid, se in (fc["sampling"].get("anticipated_se_ha") or {}).items():
-        print(f"  {rid}: anticipated SE of the {fc['sampling']['target_class']} area {se:.1f} ha")
-    if run.synthetic:
+        write_json(args.out, fc)
+        sampling = fc["sampling"]
+        print(f"{len(fc['features'])} sample units in {len(sampling['strata'])} strata written to {args.out}")
+        for rid, se in (sampling.get("anticipated_se_ha") or {}).items():
+            print(f"  {rid}: anticipated SE of the {sampling['target_class']} area {se:.1f} ha")
+        if sampling["synthetic"]:
+            print("SYNTHETIC demo run: the sample points lie in a generated world")
+        return 0
+    if args.target_se_ha is not None:
+        raise EstimatorError("--target-se-ha needs --design target-area")
+    sample = sample_run(
+        args.run_dir, n=args.n, target_se=args.target_se, expected_ua=ua,
+        min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 50,
+        strata=args.strata, seed=args.seed, out=args.out, progress=not args.quiet,
+    )
+    sampling = sample.attrs["sampling"]
+    print(f"{len(sample)} sample units in {len(sampling['strata'])} strata written to {args.out}")
+    if sampling["synthetic"]:
         print("SYNTHETIC demo run: the sample points lie in a generated world")
     return 0
 
@@ -235,30 +247,29 @@ def _cmd_interpret(args: argparse.Namespace) -> int:
 
 
 def _cmd_assess(args: argparse.Namespace) -> int:
-    from estimator.stats.assess import assess_run
+    from estimator.stats.assess import assess_reference
 
-    out = assess_run(args.run_dir, args.reference, z=args.z, adjust_zero_cells=not args.no_zero_cell_adjustment)
-    recs = out["records"]
-    print_estimates(recs, args.target_class, synthetic=bool(recs and recs[0].get("synthetic")), all_classes=args.all_classes)
-    ia = out["assessment"]["interpreters"]
-    if ia["units_labeled_by_both"]:
+    run = assess_reference(args.run_dir, args.reference, z=args.z, adjust_zero_cells=not args.no_zero_cell_adjustment)
+    print_estimates(run.records, args.target_class, synthetic=run.synthetic, all_classes=args.all_classes)
+    ia = run.assessment.interpreters if run.assessment is not None else {}
+    if ia.get("units_labeled_by_both"):
         print(f"interpreter agreement: {100 * ia['agreement_rate']:.1f} % of {ia['units_labeled_by_both']} units")
     print(f"updated {args.run_dir}/estimates.json, assessment.json and report.md")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from estimator.claims.compare import compare, format_table
+    from estimator.claims.compare import compare_claims, format_table
     from estimator.location import check_writable
 
     if args.out is not None:
         check_writable(args.out, "--out", directory=True)
-    comparison, written = compare(
-        args.run_dirs, claims_path=args.claims, out_dir=args.out,
-        min_observed=args.min_observed, max_rel_half_width=args.max_relative_half_width,
+    comparison = compare_claims(
+        args.run_dirs, claims=args.claims, out=args.out,
+        min_observed=args.min_observed, max_relative_half_width=args.max_relative_half_width,
     )
     print(format_table(comparison))
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    print(f"wrote {', '.join(str(p) for p in comparison.files)}")
     return 0
 
 

@@ -25,19 +25,19 @@ from estimator.claims.compare import compare, format_table
 from estimator.config import load_job, load_train
 from estimator.demo.claims import write_demo_claims
 from estimator.demo.oracle import label_with_truth
-from estimator.demo.world import World, generate_world, generator_version, preset_spec
+from estimator.demo.world import World, WorldSpec, generate_world, generator_version, preset_spec
 from estimator.errors import EstimatorError
 from estimator.location import write_json
 from estimator.report.text import print_estimates, print_summary
 from estimator.run.pipeline import run
-from estimator.run.rundir import open_run
+from estimator.run.rundir import Run, open_run
 from estimator.stages.model import load_model
 from estimator.stats.assess import assess_run
 from estimator.stats.sample import draw_sample
 from estimator.testing.servers import ServedWorld, ServerStartError, require_demo_extra, serve_world
 from estimator.warnings import RetiredOutputsWarning
 
-__all__ = ["demo_job", "demo_stac", "demo_train", "run_demo", "serve_demo"]
+__all__ = ["build_demo", "demo_job", "demo_stac", "demo_train", "run_demo", "serve_demo", "serve_world"]
 
 #: Reference sample of the demo: large, because the oracle labels for free and a small
 #: sample in the huge forest stratum cannot rule out missed coca (wide intervals).
@@ -91,20 +91,19 @@ def _model_is_current(model_dir: Path, world_key: str) -> bool:
     return model.card.get("demo_world") == world_key
 
 
-def run_demo(
-    out: Path, *, seed: int = 42, size_px: int | None = None, n_dates: int | None = None, preset: str = "easy",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Generate, serve, train, run; print and return estimates beside truth. ``size_px`` and
-    ``n_dates`` default to the preset's (easy: 1024 px, 18 dates; hard: 1024 px, 30 dates)."""
+def build_demo(out: Path, spec: WorldSpec, *, progress: bool = True) -> tuple[World, dict[str, dict[str, float]], Run]:
+    """Generate (or reuse) the world, serve it, train (or reuse) the demo model and run the job.
+
+    Returns the world, its true hectares per region and class, and the finished run
+    (``out/run``). Prints what it does; everything it prints is labeled SYNTHETIC.
+    """
     from training.extract import read_labels
     from training.fit import train
 
     require_demo_extra()
     out.mkdir(parents=True, exist_ok=True)
-    spec = preset_spec(preset, seed=seed, size_px=size_px, n_dates=n_dates)
-    named = "" if preset == "easy" else f"{preset} preset, "
-    print(f"SYNTHETIC demo world ({named}seed {seed}, {spec.size_px}x{spec.size_px} px, {spec.n_dates} dates) in {out / 'world'}")
+    named = "" if spec.preset == "easy" else f"{spec.preset} preset, "
+    print(f"SYNTHETIC demo world ({named}seed {spec.seed}, {spec.size_px}x{spec.size_px} px, {spec.n_dates} dates) in {out / 'world'}")
     world = generate_world(out / "world", spec, progress=progress)
     truth_all = json.loads(world.truth_path.read_text())
     truth = {rid: r["area_ha"] for rid, r in truth_all["regions"].items()}
@@ -137,6 +136,18 @@ def run_demo(
         if result.retired:
             print(f"moved the previous demo's {', '.join(result.retired)} to {run_dir / 'retired'}/ (assessing again)")
     print_summary(result.records, result.manifest, result.run_dir, truth=truth)
+    return world, truth, result
+
+
+def run_demo(
+    out: Path, *, seed: int = 42, size_px: int | None = None, n_dates: int | None = None, preset: str = "easy",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate, serve, train, run; print and return estimates beside truth. ``size_px`` and
+    ``n_dates`` default to the preset's (easy: 1024 px, 18 dates; hard: 1024 px, 30 dates)."""
+    spec = preset_spec(preset, seed=seed, size_px=size_px, n_dates=n_dates)
+    world, truth, result = build_demo(out, spec, progress=progress)
+    run_dir = out / "run"
 
     # Map -> stratified sample -> labels (the truth as interpreter) -> error-adjusted areas
     sample = draw_sample(open_run(run_dir), n=DEMO_SAMPLE_N, seed=seed, progress=progress)

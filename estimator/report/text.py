@@ -23,7 +23,8 @@ def print_estimates(records, target: str, *, synthetic: bool, truth=None, all_cl
         obs = "n/a" if r["observed_fraction"] is None else f"{100 * r['observed_fraction']:.1f}%"
         has_ci = r.get("ci95_low_ha") is not None
         ci = f"{r['ci95_low_ha']:,.1f} - {r['ci95_high_ha']:,.1f}" if has_ci else "none (mapped)"
-        line = f"{r['region']:<12}{r['class']:<12}{obs:>9}{r['mapped_area_ha']:>11,.1f}{r['area_ha']:>13,.1f}{ci:>22}"
+        mapped = "none" if r.get("mapped_area_ha") is None else f"{r['mapped_area_ha']:,.1f}"  # none: a cold start
+        line = f"{r['region']:<12}{r['class']:<12}{obs:>9}{mapped:>11}{r['area_ha']:>13,.1f}{ci:>22}"
         if truth is not None:
             t = truth.get(r["region"], {}).get(r["class"])
             inside = "" if t is None or not has_ci else ("yes" if r["ci95_low_ha"] <= t <= r["ci95_high_ha"] else "NO")
@@ -32,8 +33,12 @@ def print_estimates(records, target: str, *, synthetic: bool, truth=None, all_cl
 
 
 def print_summary(records, manifest, run_dir: Path | str, truth=None) -> None:
-    """Print a finished run: the target class per region, failed tiles, where outputs are."""
-    print_estimates(records, manifest["model"]["target_class"], synthetic=bool(manifest.get("synthetic")), truth=truth)
+    """Print a finished run: the target class per region (the strata of a cold start), failed
+    tiles, where outputs are."""
+    if "strata" in manifest["model"]:
+        _print_strata(records, bool(manifest.get("synthetic")))
+    else:
+        print_estimates(records, manifest["model"]["target_class"], synthetic=bool(manifest.get("synthetic")), truth=truth)
     failed = [t for t in manifest["tiles"] if t["status"] == "failed" or t.get("failed_items")]
     share = failed_read_fraction(records)
     if failed or share:
@@ -42,3 +47,15 @@ def print_summary(records, manifest, run_dir: Path | str, truth=None) -> None:
             "those pixels count as unobserved, never as absence (see manifest.json)"
         )
     print(f"run directory: {run_dir}")
+
+
+def _print_strata(rows, synthetic: bool) -> None:
+    if synthetic:
+        print("SYNTHETIC DEMO DATA - these strata come from a generated world, not real imagery")
+    print("no model was used (model: none): label-free strata, no class area until a labelled sample is assessed")
+    strata = list(dict.fromkeys(r["stratum"] for r in rows))
+    print(f"{'region':<14}" + "".join(f"{s + ' ha':>11}" for s in strata))
+    by = {(r["region"], r["stratum"]): r["stratum_area_ha"] for r in rows}
+    for region in dict.fromkeys(r["region"] for r in rows):
+        print(f"{region:<14}" + "".join(f"{by[(region, s)]:>11,.1f}" for s in strata))
+    print("next: estimator sample RUN_DIR --n N --out sample.geojson, label it, then estimator assess")

@@ -24,7 +24,7 @@ from estimator.location import atomic_path
 from estimator.stages.load import GDAL_CACHE_BYTES
 from estimator.stages.plan import Plan
 
-__all__ = ["CLASS_COLOURS", "MapLayer", "write_map_cog", "write_maps", "write_quicklook"]
+__all__ = ["CLASS_COLOURS", "STRATA_MAP", "MapLayer", "write_map_cog", "write_maps", "write_quicklook", "write_strata_maps"]
 
 #: Map colours by class name (the target class stands out in red); index 0 is unobserved.
 CLASS_COLOURS: dict[str, str] = {
@@ -93,8 +93,10 @@ def write_quicklook(
     title: str,
     synthetic: bool,
     max_px: int = 1200,
+    colours: Mapping[str, str] | None = None,
 ) -> None:
-    """PNG of the class map (decimated) with region outlines (geometries in the map CRS)."""
+    """PNG of the class map (decimated) with region outlines (geometries in the map CRS);
+    ``colours`` by class name, :data:`CLASS_COLOURS` by default."""
     from matplotlib.colors import ListedColormap
 
     from estimator.report.figures import draw_outlines, pyplot, read_decimated, stamp_synthetic, to_png
@@ -102,7 +104,7 @@ def write_quicklook(
     plt = pyplot()
     arr, b = read_decimated(class_cog, max_px, rasterio.enums.Resampling.nearest)
     fallback = iter(["#8e24aa", "#00acc1", "#f06292", "#5d4037", "#cddc39", "#455a64"])
-    palette = ["#000000"] + [CLASS_COLOURS.get(c) or next(fallback, "#bdbdbd") for c in classes]
+    palette = ["#000000"] + [(colours or CLASS_COLOURS).get(c) or next(fallback, "#bdbdbd") for c in classes]
     cmap = ListedColormap(palette)
     fig, ax = plt.subplots(figsize=(8, 8), dpi=110, layout="constrained")
     ax.imshow(arr, cmap=cmap, vmin=0, vmax=len(classes), extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
@@ -152,3 +154,45 @@ def write_maps(
             tags["SYNTHETIC"] = "demo world, not real imagery"
         write_map_cog(maps / layer.filename, plan.grid, tiles_gb, layer, descriptions=tags)
     write_quicklook(run_dir / "quicklook.png", maps / "class.tif", classes, outlines, title=title, synthetic=synthetic)
+
+
+#: The strata map of a cold-start run (``model: none``), in place of the class map.
+STRATA_MAP = "strata.tif"
+
+
+def write_strata_maps(
+    run_dir: Path,
+    plan: Plan,
+    read_array: Callable[[str, str], np.ndarray],
+    strata: Sequence[str],
+    *,
+    outlines: Sequence[tuple[str, Any]],
+    title: str,
+    synthetic: bool,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """A cold-start run's maps: the label-free strata (code ``1 + index`` into ``strata``, 0
+    unobserved; their names in the ``strata`` tag) and the clear-observation count, as COGs
+    in ``run_dir/maps``, and the quicklook. No class or probability map: there is no model."""
+    from matplotlib import colormaps
+
+    tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
+    maps = run_dir / "maps"
+    maps.mkdir(parents=True, exist_ok=True)
+    marks = {"SYNTHETIC": "demo world, not real imagery"} if synthetic else {}
+    strata_tags = {"strata": json.dumps(["unobserved", *strata]), "kind": "label-free strata (model: none)", **(tags or {}), **marks}
+    write_map_cog(maps / STRATA_MAP, plan.grid, tiles_gb, MapLayer(STRATA_MAP, "uint8", 0, partial(_layer_of, read_array, "class")),
+                  descriptions=strata_tags)
+    write_map_cog(maps / "valid_obs_count.tif", plan.grid, tiles_gb,
+                  MapLayer("valid_obs_count.tif", "int16", -1, partial(_layer_of, read_array, "n_clear")), descriptions=marks)
+    # Clusters are ranked by median NDVI: a sequential palette shows that order; the rule
+    # stratum keeps the target class's red.
+    ramp = colormaps["YlGn"]
+    clusters = [s for s in strata if s != "harvest"]
+    colours = {s: _hex(ramp(0.15 + 0.85 * i / max(len(clusters) - 1, 1))) for i, s in enumerate(clusters)}
+    colours["harvest"] = CLASS_COLOURS["coca"]
+    write_quicklook(run_dir / "quicklook.png", maps / STRATA_MAP, strata, outlines, title=title, synthetic=synthetic, colours=colours)
+
+
+def _hex(rgba: tuple[float, ...]) -> str:
+    return "#" + "".join(f"{int(round(255 * v)):02x}" for v in rgba[:3])

@@ -11,7 +11,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from estimator.run.rundir import (
     MANIFEST_FILE,
     RETIRED_DIR,
     RUN_ID_TAG,
+    Manifest,
+    Run,
     check_run_location,
     mark_run_location,
     new_run_id,
@@ -54,24 +56,9 @@ __all__ = ["RunResult", "run"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished job produced."""
-
-    run_dir: Path | str
-    """The run directory (a ``Path``), or the URL of a remote one."""
-    records: list[dict[str, Any]]
-    manifest: dict[str, Any]
-    tiles_reused: int = 0
-    """Tiles found finished on disk from an earlier, interrupted run."""
-    retired: tuple[str, ...] = ()
-    """Files derived from the previous run in this directory (assessment, comparison),
-    moved to ``retired/`` because they no longer describe it."""
-
-    @property
-    def failed_read_fraction(self) -> float:
-        """Largest share of a region's reads that failed (0 when every read succeeded)."""
-        return max((float(r.get("failed_read_fraction") or 0.0) for r in self.records), default=0.0)
+#: What a finished job produced: the run object (``run_dir``, ``records``, ``manifest``,
+#: ``tiles_reused`` and the analyst's views of the run directory).
+RunResult = Run
 
 
 def run(
@@ -81,8 +68,8 @@ def run(
     client: Any = None,
     progress: bool = True,
     truth: Mapping[str, Mapping[str, float]] | None = None,
-) -> RunResult:
-    """Run an estimation job end to end and write its run directory.
+) -> Run:
+    """Run an estimation job end to end, write its run directory and return the run.
 
     Everything that can reject bad input (config, regions, model, search) runs before the
     run directory is created, so a rejected job leaves nothing behind.
@@ -100,24 +87,57 @@ def run(
         Show progress bars.
     truth
         Known true hectares per region and class (demo world only), printed in the report.
+
+    Returns
+    -------
+    Run
+        The finished run (as :func:`estimator.open_run` gives it), with ``tiles_reused``.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> import tempfile
+    >>> from estimator.demo import example
+    >>> ex = example()  # a SYNTHETIC world and model
+    >>> with ex.serve() as stac_url:  # served on 127.0.0.1 like a real catalog
+    ...     run = estimator.run(ex.job(stac_url, tempfile.mkdtemp()), progress=False)
+    >>> run.estimates.loc[run.estimates["class"] == "coca", "region"].tolist()
+    ['north', 'centre', 'south']
     """
     timer = Timer()
     with timer("prepare"):
         location = RunLocation.open(job.output)
         check_run_location(location)
         regions = job_regions(job.regions)
-        model = load_model(job.model)
-        if job.target_class not in model.classes:
-            raise ConfigError(
-                f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
-            )
-        model = replace(model, target_class=job.target_class)
+        if not job.cold_start:
+            model = load_model(Path(job.model))
+            if job.target_class not in model.classes:
+                raise ConfigError(
+                    f"target_class '{job.target_class}' is not a class of model {model.model_id} ({', '.join(model.classes)})"
+                )
+            model = replace(model, target_class=job.target_class)
+    if job.cold_start:
+        return _run_cold_start(job, regions, location, scheduler, client, timer, progress)
     # Connect before searching: a wrong scheduler address fails fast, before any work.
     if client is None and not scheduler and job.cluster.connect:
         client = connect_client(job.cluster.connect)
     with dask_context(scheduler or job.cluster.address, client) as client:
         result = _run(job, regions, model, location, client, timer, progress, truth)
     return result
+
+
+def _run_cold_start(
+    job: JobConfig, regions: Sequence[Region], location: RunLocation, scheduler: str | None, client: Any, timer: Timer,
+    progress: bool,
+) -> RunResult:
+    """``model: none``: label-free strata instead of a class map (:mod:`estimator.run.coldstart`)."""
+    from estimator.run.coldstart import run_strata
+
+    if client is None and not scheduler and job.cluster.connect:
+        client = connect_client(job.cluster.connect)
+    with dask_context(scheduler or job.cluster.address, client) as client:
+        rows, manifest, reused, retired = run_strata(job, regions, location, client, timer, progress)
+    return Run(location.output, rows, Manifest(manifest), tiles_reused=len(reused), retired=tuple(retired))
 
 
 def _run(
@@ -129,7 +149,7 @@ def _run(
     timer: Timer,
     progress: bool,
     truth: Mapping[str, Mapping[str, float]] | None,
-) -> RunResult:
+) -> Run:
     with timer("search"):
         found = search_items(job.stac, regions_bbox(regions), job.period, progress=progress)
     with timer("plan"):
@@ -219,4 +239,4 @@ def _run(
             stacklevel=2,
         )
     store.prune_others()
-    return RunResult(location.output, records, manifest, len(reused), tuple(retired))
+    return Run(location.output, records, Manifest(manifest), tiles_reused=len(reused), retired=retired)

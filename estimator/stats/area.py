@@ -326,6 +326,7 @@ def stehman(
     domain: Sequence[bool] | None = None,
     adjust_zero_cells: bool = False,
     interval: Literal["wald", "jeffreys-effective-n"] = "wald",
+    classes: Sequence[Hashable] = (),
 ) -> StehmanResult:
     """Stratified estimators of Stehman (2014) for strata that differ from the map classes.
 
@@ -354,6 +355,10 @@ def stehman(
     interval
         ``wald``: estimate -/+ z SE (lower bound clipped at 0). ``jeffreys-effective-n``:
         see :func:`effective_n_interval` (for domain estimates).
+    classes
+        Reference classes to estimate besides those the sample shows: a class no unit was
+        labelled with gets an area of 0 with the interval its absence allows (with
+        ``adjust_zero_cells``), rather than no estimate.
 
     Raises
     ------
@@ -373,7 +378,8 @@ def stehman(
     labels = np.array(list(strata_pixels), dtype=object)
     N_h = np.array([strata_pixels[k] for k in labels], dtype=np.float64)
     n_h = np.array([(strata == k).sum() for k in labels], dtype=np.float64)
-    bad = [str(labels[i]) for i in range(len(labels)) if N_h[i] > 0 and n_h[i] < 2]
+    # A stratum sampled whole (a census, e.g. a one-pixel stratum) has no sampling variance.
+    bad = [str(labels[i]) for i in range(len(labels)) if N_h[i] > 0 and n_h[i] < 2 and n_h[i] < N_h[i]]
     if bad:
         raise AreaSampleError(f"strata {bad[:5]} hold pixels but fewer than two sample units; a variance needs two")
     keep = N_h > 0
@@ -384,7 +390,8 @@ def stehman(
     if in_domain.shape != (len(samples),):
         raise AreaSampleError(f"domain must flag each of the {len(samples)} sample units, got {in_domain.shape}")
 
-    classes = tuple(sorted({*mapped.tolist(), *ref.tolist()}, key=str))
+    wanted = classes
+    classes = tuple(sorted({*mapped.tolist(), *ref.tolist(), *wanted}, key=str))
     k = len(classes)
     d = in_domain.astype(float)[:, None]
     # Columns, each restricted to the domain: [ref==c]_c, [map==c]_c, [map==ref==c]_c,
@@ -405,6 +412,8 @@ def stehman(
         for h in range(len(labels)):
             x = means[h, :k] * n_h[h]
             flat = np.isclose(covs[h][ref_diag, ref_diag], 0.0)
+            if n_h[h] < 2:  # a census of one pixel: its weight (fpc = 0) is zero anyway
+                continue
             pt = (x + 1) / (n_h[h] + 2)
             adj = pt * (1 - pt) * n_h[h] / (n_h[h] - 1)
             covs[h][ref_diag, ref_diag] = np.where(flat, adj, covs[h][ref_diag, ref_diag])

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import shapely
@@ -26,13 +26,21 @@ from estimator.errors import ReferenceSampleError
 from estimator.location import write_json, write_text
 from estimator.regions.geometry import to_crs
 from estimator.report.run_report import render_report_md
-from estimator.run.rundir import RunDir, open_run, write_estimates
+from estimator.report.strata_report import render_strata_report_md
+from estimator.run.rundir import Run, RunDir, open_run, read_run, write_estimates
 from estimator.stages.estimate import apply_coverage
 from estimator.stats.area import AreaSampleError, StehmanResult, olofsson, stehman
 from estimator.stats.reference import reference_units_of_run, trained_on
 from estimator.stats.sample import LABEL_FIELDS
 
-__all__ = ["ReferenceSample", "assess_run", "read_reference"]
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = ["ReferenceLike", "ReferenceSample", "assess_reference", "assess_run", "read_reference"]
+
+#: A labeled sample: the GeoJSON file ``estimator sample`` wrote (labeled), its content, or
+#: the GeoDataFrame :func:`estimator.sample` returned (labeled, design in ``attrs["sampling"]``).
+ReferenceLike: TypeAlias = "Path | str | Mapping[str, Any] | gpd.GeoDataFrame"
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,35 @@ def _label(props: dict[str, Any]) -> tuple[str | None, str]:
     return None, "missing"
 
 
-def read_reference(path: Path, run: RunDir) -> ReferenceSample:
+def _as_feature_collection(reference: ReferenceLike) -> tuple[Any, str]:
+    """The sample as GeoJSON-like data, and how to name it in messages and ``assessment.json``."""
+    if isinstance(reference, (Path, str)):
+        try:
+            return json.loads(Path(reference).read_text()), str(Path(reference).resolve())
+        except FileNotFoundError:
+            raise ReferenceSampleError(f"reference sample not found: {reference}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ReferenceSampleError(f"{reference} is not GeoJSON; give the file written by `estimator sample`, labeled") from None
+        except OSError as e:
+            raise ReferenceSampleError(f"reference sample {reference} cannot be read ({e.strerror or type(e).__name__})") from None
+    if isinstance(reference, Mapping):
+        return dict(reference), "reference sample (in memory)"
+    gdf: Any = reference
+    if hasattr(gdf, "to_json") and hasattr(gdf, "attrs"):  # a GeoDataFrame from estimator.sample
+        if "sampling" not in gdf.attrs:
+            raise ReferenceSampleError("the GeoDataFrame has no attrs['sampling']; label the frame estimator.sample returned")
+        data = json.loads(gdf.to_crs("EPSG:4326").to_json(na="null", drop_id=True))
+        data["sampling"] = gdf.attrs["sampling"]
+        return data, f"sample of {len(gdf)} units (in memory, seed {gdf.attrs['sampling'].get('seed')})"
+    raise ReferenceSampleError(f"cannot read a reference sample from {type(reference).__name__}; give a GeoJSON path or the labeled sample")
+
+
+def read_reference(path: ReferenceLike, run: RunDir) -> ReferenceSample:
     """Read and check a labeled sample against the run it was drawn from."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ReferenceSampleError(f"reference sample not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ReferenceSampleError(f"{path} is not GeoJSON; give the file written by `estimator sample`, labeled") from None
-    except OSError as e:
-        raise ReferenceSampleError(f"reference sample {path} cannot be read ({e.strerror or type(e).__name__})") from None
+    return _check_reference(*_as_feature_collection(path), run)
+
+
+def _check_reference(data: Any, path: str, run: RunDir) -> ReferenceSample:
     sampling = data.get("sampling") if isinstance(data, dict) else None
     if not isinstance(sampling, dict) or "strata" not in sampling:
         raise ReferenceSampleError(f"{path} has no 'sampling' design; label the file written by `estimator sample`")
@@ -81,7 +108,7 @@ def read_reference(path: Path, run: RunDir) -> ReferenceSample:
         )
     if sampling.get("class_map_sha256") != run.class_map_sha256():
         raise ReferenceSampleError(f"{path} was drawn from another class map than {run.class_map}; sample this run again")
-    classes = set(run.classes)
+    classes = set(run.reference_classes)
     ny, nx = run.grid.shape.yx
     units: list[dict[str, Any]] = []
     missing: list[str] = []
@@ -129,7 +156,9 @@ def read_reference(path: Path, run: RunDir) -> ReferenceSample:
             "units: draw a new sample from this run (another --seed), or assess a model trained without that batch"
         )
     if unknown:
-        raise ReferenceSampleError(f"labels {sorted(unknown)} are not classes of this run ({', '.join(run.classes)}); fix the spelling")
+        raise ReferenceSampleError(
+            f"labels {sorted(unknown)} are not classes of this run ({', '.join(run.reference_classes)}); fix the spelling"
+        )
     if missing or disagree:
         raise ReferenceSampleError(
             f"{len(missing)} unit(s) have no label (e.g. {missing[:3]}) and {len(disagree)} disagree without a consensus "
@@ -186,6 +215,12 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
             continue
         ids = {s["id"] for s in strata}
         units = [u for u in ref.units if u["stratum"] in ids]
+        if run.strata_only:
+            # Strata are not classes: Stehman's estimator over the region's own strata.
+            out[region.id] = _stehman_over_cells(
+                region.id, strata, units, list(run.reference_classes), z, adjust, scope="region: strata lie inside the region"
+            )
+            continue
         # Target-area strata are not map classes: Stehman's estimator even in one cell.
         if len({s["region"] for s in strata}) > 1 or ref.sampling.get("kind") == "target-area":
             scope = (
@@ -242,13 +277,13 @@ def _stehman_record(r: StehmanResult, classes: list[str], z: float, scope: str) 
 
 def _stehman_over_cells(
     region: str, strata: list[dict[str, Any]], units: list[dict[str, Any]], classes: list[str], z: float, adjust: bool,
-    scope: str,
+    scope: str = "region: strata are the cells of overlapping regions that make it up",
 ) -> dict[str, Any]:
     px = {s["id"]: s["pixels"] for s in strata}
     px_area = sum(s["area_ha"] for s in strata) / sum(px.values())
     samples = [(u["stratum"], u["map_class"], u["reference"]) for u in units]
     try:
-        r = stehman(px, samples, z=z, pixel_area=px_area, adjust_zero_cells=adjust)
+        r = stehman(px, samples, z=z, pixel_area=px_area, adjust_zero_cells=adjust, classes=classes)
     except AreaSampleError as e:
         raise ReferenceSampleError(f"region {region}: {e}") from None
     return _stehman_record(r, classes, z, scope)
@@ -258,7 +293,7 @@ def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool
     """Strata are map classes over all regions; each region is a domain. Areas get the
     Jeffreys interval at the effective sample size (``adjust``) or the textbook Wald
     interval; accuracies count only the region's units."""
-    classes = list(run.classes)
+    classes = list(run.reference_classes)
     strata = {s["id"]: s["pixels"] for s in ref.sampling["strata"]}
     area_total = sum(s["area_ha"] for s in ref.sampling["strata"])
     px_area = area_total / sum(strata.values())
@@ -271,12 +306,42 @@ def _stehman_by_domain(run: RunDir, ref: ReferenceSample, z: float, adjust: bool
         try:
             r = stehman(
                 strata, samples, z=z, pixel_area=px_area, domain=inside, adjust_zero_cells=adjust,
-                interval="jeffreys-effective-n" if adjust else "wald",
+                interval="jeffreys-effective-n" if adjust else "wald", classes=classes if run.strata_only else (),
             )
         except AreaSampleError as e:
             raise ReferenceSampleError(str(e)) from None
         out[region.id] = _stehman_record(r, classes, z, "region as a domain: ratios of the region's units only")
     return out
+
+
+def _legend_records(est: dict[str, Any], run: RunDir) -> list[dict[str, Any]]:
+    """A cold-start run's records: one per region and class of the legend, with the region's
+    coverage figures from its strata rows; no mapped area (there is no map)."""
+    first: dict[str, dict[str, Any]] = {}
+    for row in est.get("strata") or []:
+        first.setdefault(row["region"], row)
+    keep = ("region", "region_name", "period", "observed_fraction", "failed_read_fraction", "region_area_ha", "observed_area_ha", "synthetic")
+    return [
+        {
+            **{k: row.get(k) for k in keep}, "class": c, "estimator": None, "mapped_area_ha": None, "area_ha": None,
+            "ci95_low_ha": None, "ci95_high_ha": None, "mapped_pixels": None, "model_id": "none", "se_area_ha": None,
+            "users_accuracy": None, "producers_accuracy": None, "sample_n": None, "model_based_area_ha": None,
+        }
+        for row in first.values()
+        for c in run.reference_classes
+    ]
+
+
+def _strata_regions_summary(results: dict[str, dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    """Per region of a cold-start assessment: units and units per reference class (no accuracy)."""
+    return {
+        rid: {
+            "n": r["n"],
+            "accuracy_scope": "none: no model, no map class",
+            "per_class": {c: {"units_reference": int(r["n_reference"][i])} for i, c in enumerate(classes)},
+        }
+        for rid, r in results.items()
+    }
 
 
 def _interval_note(by_region: bool, adjust: bool) -> str:
@@ -296,7 +361,7 @@ def _num(v: float) -> float | None:
 
 def assess_run(
     run_dir: Path,
-    reference: Path,
+    reference: ReferenceLike,
     *,
     z: float = 1.96,
     adjust_zero_cells: bool = True,
@@ -312,13 +377,14 @@ def assess_run(
     shows no error.
     """
     run = open_run(run_dir)
-    ref = read_reference(reference, run)
+    data, reference_name = _as_feature_collection(reference)
+    ref = _check_reference(data, reference_name, run)
     by_region = bool(ref.sampling.get("by_region"))
     estimate = _olofsson_by_region if by_region else _stehman_by_domain
     results = estimate(run, ref, z, adjust_zero_cells)
     est = run.estimates()
-    records = est["records"]
-    classes = list(run.classes)
+    records = _legend_records(est, run) if run.strata_only else est["records"]
+    classes = list(run.reference_classes)
     for rec in records:
         res = results.get(rec["region"])
         if res is None:
@@ -335,14 +401,14 @@ def assess_run(
             se_area_ha=round(max(se, (hi - lo) / (2 * z)), 4),
             ci95_low_ha=round(max(lo, 0.0), 4),
             ci95_high_ha=round(hi, 4),
-            users_accuracy=_num(res["users_accuracy"][i]),
-            producers_accuracy=_num(res["producers_accuracy"][i]),
+            users_accuracy=None if run.strata_only else _num(res["users_accuracy"][i]),
+            producers_accuracy=None if run.strata_only else _num(res["producers_accuracy"][i]),
             sample_n=res["n"],
         )
     cov = run.manifest["config"].get("coverage", {"unobserved": "withhold", "transfer_uncertainty": 0.5})
     apply_coverage(records, cov["unobserved"], cov["transfer_uncertainty"], z)
     assessment = {
-        "reference": str(Path(reference).resolve()),
+        "reference": reference_name,
         "design": ref.sampling["design"],
         "estimator": ", ".join(sorted({r["estimator"] for r in results.values()})) if results else None,
         "n_units": len(ref.units),
@@ -352,7 +418,7 @@ def assess_run(
         else "textbook (Olofsson 2014 eq. 10 / Stehman 2014 eq. 25)",
         "interval": _interval_note(by_region, adjust_zero_cells),
         "interpreters": ref.agreement,
-        "regions": {
+        "regions": _strata_regions_summary(results, classes) if run.strata_only else {
             rid: {
                 "n": r["n"],
                 "accuracy_scope": r["accuracy_scope"],
@@ -374,13 +440,70 @@ def assess_run(
         "A user's accuracy needs units mapped as the class in the region, a producer's accuracy units of that "
         "reference class; where there are none it is null (not estimable), never the whole sample's figure.",
     }
+    if run.strata_only:
+        assessment["accuracy_note"] = (
+            "No accuracy: the run has no model and so no map class to be right or wrong (model: none). The strata "
+            "only made the sample efficient; the areas above are design-based (Stehman 2014) for every class."
+        )
     meta = {k: v for k, v in est.items() if k != "records"}
     write_estimates(run.path, records, {**meta, "assessment": "assessment.json"})
     write_json(run.path / "assessment.json", assessment)
-    write_text(
-        run.path / "report.md",
-        render_report_md(
-            records, run.manifest, target_class=run.manifest["model"]["target_class"], truth=truth, assessment=assessment
-        ),
-    )
+    target = run.manifest["model"]["target_class"]
+    if run.strata_only:
+        report = render_strata_report_md(est.get("strata") or [], run.manifest, records=records, truth=truth, assessment=assessment)
+    else:
+        report = render_report_md(records, run.manifest, target_class=target, truth=truth, assessment=assessment)
+    write_text(run.path / "report.md", report)
     return {"records": records, "assessment": assessment}
+
+
+def assess_reference(
+    run: Run | Path | str,
+    reference: ReferenceLike,
+    *,
+    z: float = 1.96,
+    adjust_zero_cells: bool = True,
+    truth: Mapping[str, Mapping[str, float]] | None = None,
+) -> Run:
+    """Error-adjusted areas and accuracies of a run from a labeled reference sample.
+
+    This is ``estimator assess``: each record's ``area_ha`` becomes the design-based
+    estimate with its 95 % interval (Olofsson et al. 2014 per region, or Stehman 2014 for
+    class-only strata); ``estimates.json``/``.csv``, ``assessment.json`` and ``report.md``
+    of the run directory are updated.
+
+    Parameters
+    ----------
+    run
+        A :class:`~estimator.Run` or the path of a local run directory.
+    reference
+        The labeled sample: the GeoDataFrame :func:`estimator.sample` returned, with its
+        label columns filled, or the labeled GeoJSON file.
+    z
+        Normal quantile of the intervals (1.96: 95 %).
+    adjust_zero_cells
+        Keep strata whose sample shows no error from contributing zero variance; ``False``
+        gives the textbook formulas.
+    truth
+        Known true hectares per region and class (demo world only), shown in the report.
+
+    Returns
+    -------
+    Run
+        The run, read again: ``estimates`` hold the error-adjusted areas and
+        ``assessment`` the accuracies.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> from estimator.demo import example
+    >>> ex = example()
+    >>> run = estimator.open_run(ex.run_copy())  # assess updates the run directory
+    >>> sample = ex.label(estimator.sample(run, n=600, min_per_stratum=10, seed=2))  # SYNTHETIC oracle labels
+    >>> run = estimator.assess(run, sample)
+    >>> run.assessment.estimator, run.assessment.n_units
+    ('stratified-olofsson2014', 600)
+    """
+    run_dir = run.run_dir if isinstance(run, Run) else run
+    assess_run(Path(run_dir), reference, z=z, adjust_zero_cells=adjust_zero_cells, truth=None if truth is None else {k: dict(v) for k, v in truth.items()})
+    return read_run(run_dir)

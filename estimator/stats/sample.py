@@ -20,17 +20,25 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pyproj import Transformer
 from tqdm.auto import tqdm
 
 from estimator.errors import EstimatorError
-from estimator.run.rundir import RunDir
+from estimator.location import check_writable, write_json
+from estimator.run.rundir import Run, RunDir, open_run
 from estimator.stats.area import allocate, sample_size
 
-__all__ = ["LABEL_FIELDS", "MAX_SAMPLE_N", "SAMPLE_SCHEMA", "Stratum", "draw_sample", "stratum_id", "stratum_table"]
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = [
+    "LABEL_FIELDS", "MAX_SAMPLE_N", "SAMPLE_SCHEMA", "Stratum", "draw_sample", "sample_frame", "sample_run", "stratum_id",
+    "stratum_table",
+]
 
 SAMPLE_SCHEMA = 1
 #: Largest sample drawn: units are labeled by photo-interpreters one by one, and a larger
@@ -252,6 +260,16 @@ def draw_sample(
             **dict.fromkeys(LABEL_FIELDS),
         }
         features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [float(lon[i]), float(lat[i])]}, "properties": props})
+    kind = "label-free stratum" if run.strata_only else "map class"
+    sampling_extra: dict[str, Any] = {}
+    if run.strata_only:
+        # No model made these strata: the sample estimates every class of the job's legend
+        # (Stehman 2014) and may train the first model (training labels add).
+        sampling_extra = {
+            "model": "none",
+            "strata_map": run.manifest["model"]["strata"],
+            "map_class_note": "map_class holds each unit's label-free stratum: there is no model, so no map class",
+        }
     return {
         "type": "FeatureCollection",
         "features": features,
@@ -259,9 +277,9 @@ def draw_sample(
             "schema": SAMPLE_SCHEMA,
             "design": "stratified random sample of pixel centres; strata = "
             + (
-                ("region x map class" if not any(len(s.regions) > 1 for s in strata) else "map class x cell of overlapping regions")
+                (f"region x {kind}" if not any(len(s.regions) > 1 for s in strata) else f"{kind} x cell of overlapping regions")
                 if by_region
-                else "map class"
+                else kind
             ),
             "by_region": by_region,
             "overlapping_regions": any(len(s.regions) > 1 for s in strata),
@@ -280,9 +298,10 @@ def draw_sample(
             ],
             "synthetic": run.synthetic,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "instructions": "Label each point's reference class (one of the map classes) in interpreter_1 and "
-            "interpreter_2 independently; set consensus where they disagree.",
-            "classes": list(run.classes),
+            "instructions": "Label each point's reference class (one of the classes listed here) in interpreter_1 "
+            "and interpreter_2 independently; set consensus where they disagree.",
+            "classes": list(run.reference_classes),
+            **sampling_extra,
         },
     }
 
@@ -293,3 +312,89 @@ def label_counts(features: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         c = f["properties"]["map_class"]
         out[c] = out.get(c, 0) + 1
     return out
+
+
+def sample_frame(fc: Mapping[str, Any]) -> gpd.GeoDataFrame:
+    """A sample FeatureCollection as a GeoDataFrame (lon/lat), its design in ``attrs["sampling"]``."""
+    import geopandas as gpd
+    import pandas as pd
+
+    cols = ["sample_id", "stratum", "region", "regions", "map_class", "row", "col", "x", "y", *LABEL_FIELDS]
+    props = pd.DataFrame([f["properties"] for f in fc["features"]], columns=cols)
+    for c in LABEL_FIELDS:  # labels are text; unfilled ones are None
+        props[c] = props[c].astype(object)
+    geometry = gpd.points_from_xy([f["geometry"]["coordinates"][0] for f in fc["features"]],
+                                  [f["geometry"]["coordinates"][1] for f in fc["features"]])
+    gdf = gpd.GeoDataFrame(props, geometry=geometry, crs="EPSG:4326")
+    gdf.attrs["sampling"] = dict(fc["sampling"])
+    return gdf
+
+
+def sample_run(
+    run: Run | Path | str,
+    *,
+    n: int | None = None,
+    target_se: float = 0.01,
+    expected_ua: Mapping[str, float] | None = None,
+    min_per_stratum: int = 50,
+    strata: Literal["region-class", "class"] = "region-class",
+    seed: int = 0,
+    out: Path | str | None = None,
+    progress: bool = False,
+) -> gpd.GeoDataFrame:
+    """Draw a stratified random sample of a run's pixels for reference labeling.
+
+    This is ``estimator sample``: strata are region x map class (or map classes only),
+    allocated as Olofsson et al. (2014) recommend. Interpreters fill ``interpreter_1``,
+    ``interpreter_2`` and, where they disagree, ``consensus``; :func:`estimator.assess`
+    then turns the labels into error-adjusted areas.
+
+    Parameters
+    ----------
+    run
+        A :class:`~estimator.Run` or the path of a local run directory.
+    n
+        Total sample size (default: from ``target_se``).
+    target_se
+        Target standard error of overall accuracy, used when ``n`` is not given.
+    expected_ua
+        Conjectured user's accuracy per class (default ``coca`` 0.7, others 0.9).
+    min_per_stratum
+        Minimum units per stratum (at least 2).
+    strata
+        ``"region-class"`` (one error-adjusted estimate per region) or ``"class"``.
+    seed
+        Random seed; the same seed on the same run draws the same sample.
+    out
+        Also write the sample as GeoJSON here (the file ``estimator sample --out`` writes).
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One point (lon/lat) per sample unit with its stratum, map class, pixel row and
+        column and empty label columns; the design in ``attrs["sampling"]``.
+
+    Examples
+    --------
+    >>> import estimator
+    >>> from estimator.demo import example
+    >>> sample = estimator.sample(estimator.open_run(example().run_dir), n=300, min_per_stratum=5, seed=1)
+    >>> len(sample), sample.crs.to_string(), sample.attrs["sampling"]["seed"]
+    (300, 'EPSG:4326', 1)
+    >>> sample[["stratum", "map_class", "interpreter_1"]].iloc[0].to_dict()
+    {'stratum': 'north|bare_soil', 'map_class': 'bare_soil', 'interpreter_1': None}
+    """
+    if strata not in ("region-class", "class"):
+        raise EstimatorError(f"strata must be 'region-class' or 'class', not {strata!r}")
+    if out is not None:  # before drawing, as ``estimator sample --out`` does
+        check_writable(Path(out), "out")
+    rd = open_run(run.run_dir if isinstance(run, Run) else run)
+    fc = draw_sample(
+        rd, n=n, target_se=target_se, expected_ua=expected_ua, min_per_stratum=min_per_stratum,
+        by_region=strata == "region-class", seed=seed, progress=progress,
+    )
+    if out is not None:
+        write_json(Path(out), fc)
+    return sample_frame(fc)

@@ -37,8 +37,9 @@ pytestmark = pytest.mark.integration
 
 WORLD_BBOX = (-180.0, -90.0, 180.0, 90.0)
 COMPARED = ("region", "class", "area_ha", "observed_fraction", "failed_read_fraction")
-#: Only a guard against hanging (a job here takes 5-20 s, more on a busy machine).
-HANG_GUARD_S = 90.0
+#: Only a guard against hanging: a job here takes 5-20 s on an idle machine, but took more
+#: than 90 s under a load average of 20; unbounded retries would never finish.
+HANG_GUARD_S = 300.0
 
 
 def _items(world) -> list[dict[str, Any]]:

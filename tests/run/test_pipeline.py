@@ -104,7 +104,7 @@ def test_resumed_job_reads_no_pixel_of_a_finished_tile(small_world, trained_mode
     """Every COG request goes through a logging proxy: a rerun of a finished job in a new
     process (GDAL caches what it read in-process) sends none. After losing one tile's
     checkpoint (a job killed before that tile was saved) the rerun loads that tile only."""
-    import estimator.run.tiles as tiles
+    from estimator.run import tiles
     from estimator.testing.faults import FaultPlan, serve_world_with_faults
 
     served, proxy = serve_world_with_faults(small_world.root, tmp_path / "serve", FaultPlan())
