@@ -32,11 +32,20 @@ EPILOG_SAMPLE = """examples:
   python -m estimator sample runs/vraem --n 600 --out sample.geojson
   python -m estimator sample runs/vraem --target-se 0.01 --expected-ua coca=0.6 --out sample.geojson
   python -m estimator sample runs/vraem --n 800 --strata class --seed 7 --out sample.geojson
+  python -m estimator sample runs/vraem --design target-area --n 1000 --out sample.geojson
+  python -m estimator sample runs/vraem --design target-area --target-se-ha 20 --out sample.geojson
+  python -m estimator sample runs/vraem --design target-area --n 2000 --prob-strata 6 --buffer-px 2 --out sample.geojson
 
 Strata are region x map class by default (one error-adjusted estimate per region); where
 regions overlap (a district inside a province), strata are map class x cell of the overlaps
 and each region is estimated from its cells. '--strata class' uses map classes only
 (estimates per region by Stehman's domain estimator).
+'--design target-area' stratifies by the run's target (coca) probability instead: probability
+bins plus a buffer next to mapped coca, in each region; the proportions each bin will hold
+are anticipated from the probabilities recalibrated on the model card's out-of-fold figures
+(mapped/true area and precision of the decision rule), and units go where they reduce the
+anticipated SE of the coca area most. Bins under --min-per-stratum pixels are merged into a
+neighbouring bin. Assessed with Stehman's estimator; see BENCHMARKS.md, sample design.
 From a cold-start run (model: none) strata are region x label-free stratum, and the legend
 to label is the job's `classes` (docs/cold_start.md).
 Interpreters then fill interpreter_1, interpreter_2 (independently) and consensus.
@@ -166,7 +175,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from estimator.location import check_writable
+    from estimator.location import check_writable, write_json
     from estimator.stats.sample import sample_run
 
     check_writable(args.out, "--out")
@@ -177,8 +186,32 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             ua[cls] = float(val)
         except ValueError:
             raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
+    if args.design == "target-area":
+        from estimator.run.rundir import open_run
+        from estimator.stats.target_design import DEFAULT_STRATA_PER_REGION, draw_target_sample
+
+        if args.target_se_ha is not None and args.n is not None:
+            raise EstimatorError("give --n or --target-se-ha, not both")
+        run = open_run(args.run_dir)
+        fc = draw_target_sample(
+            run, n=args.n if args.target_se_ha is None else None, target_se_ha=args.target_se_ha,
+            min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 10,
+            buffer_px=args.buffer_px, strata_per_region=args.prob_strata if args.prob_strata is not None else DEFAULT_STRATA_PER_REGION,
+            seed=args.seed, progress=not args.quiet,
+        )
+        write_json(args.out, fc)
+        sampling = fc["sampling"]
+        print(f"{len(fc['features'])} sample units in {len(sampling['strata'])} strata written to {args.out}")
+        for rid, se in (sampling.get("anticipated_se_ha") or {}).items():
+            print(f"  {rid}: anticipated SE of the {sampling['target_class']} area {se:.1f} ha")
+        if sampling["synthetic"]:
+            print("SYNTHETIC demo run: the sample points lie in a generated world")
+        return 0
+    if args.target_se_ha is not None:
+        raise EstimatorError("--target-se-ha needs --design target-area")
     sample = sample_run(
-        args.run_dir, n=args.n, target_se=args.target_se, expected_ua=ua, min_per_stratum=args.min_per_stratum,
+        args.run_dir, n=args.n, target_se=args.target_se, expected_ua=ua,
+        min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 50,
         strata=args.strata, seed=args.seed, out=args.out, progress=not args.quiet,
     )
     sampling = sample.attrs["sampling"]
@@ -310,9 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, help="total sample size (default: from --target-se)")
     s.add_argument("--target-se", type=float, default=0.01, help="target standard error of overall accuracy (default 0.01)")
     s.add_argument("--expected-ua", action="append", default=[], metavar="CLASS=UA", help="conjectured user's accuracy (default coca=0.7, others 0.9)")
-    s.add_argument("--min-per-stratum", type=int, default=50, help="minimum units per stratum (default 50)")
+    s.add_argument("--min-per-stratum", type=int, help="minimum units per stratum (default 50; 10 with --design target-area)")
     s.add_argument("--strata", choices=["region-class", "class"], default="region-class", help="stratification (default region-class)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument(
+        "--design", choices=["class", "target-area"], default="class",
+        help="class: strata from the class map (see --strata); target-area: strata from the target probability map "
+        "(bins + a buffer next to mapped target pixels, per region), Neyman allocation for the target's area (default class)",
+    )
+    s.add_argument("--target-se-ha", type=float, help="with --design target-area: sample size that anticipates this SE (ha) of the target area in every region")
+    s.add_argument("--buffer-px", type=int, default=1, help="with --design target-area: buffer width in pixels (default 1)")
+    s.add_argument(
+        "--prob-strata", type=int,
+        help="with --design target-area: probability bins per region before bins smaller than --min-per-stratum are merged "
+        "(default 4)",
+    )
 
     it = add_command(
         sub, "interpret", _cmd_interpret, help="label a reference sample in a local web page (photo-interpretation)",

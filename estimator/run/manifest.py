@@ -84,6 +84,9 @@ def build_manifest(
             "training_data_sha256": model.card.get("training_data_sha256"),
             "cascade": cascade_manifest(job, model),
             "reference_units": model.card.get("reference_units", []),
+            # The decision rule with its out-of-fold figures: the target-area sample design
+            # anticipates stratum proportions from them.
+            "decision": model.card.get("decision"),
         },
         "stac": {
             "url": job.stac.url,

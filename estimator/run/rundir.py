@@ -14,6 +14,7 @@ objects, read from a local directory or any fsspec URL).
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import fnmatch
@@ -33,6 +34,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
+from scipy import ndimage
 
 from estimator.config import RegionsConfig
 from estimator.errors import EstimatorError
@@ -176,6 +178,11 @@ class Block:
     regions: np.ndarray
     """``(n_regions, h, w)`` region masks (pixel-centre rule)."""
     pixel_area_m2: np.ndarray
+    probability: np.ndarray | None = None
+    """Target-class probability (NaN where unobserved), with ``RunDir.blocks(target_buffer=...)``."""
+    near_target: np.ndarray | None = None
+    """Pixels within ``target_buffer`` pixels (chessboard distance) of a pixel mapped as the
+    target class, the pixel itself excluded when it is mapped as the target."""
 
 
 @dataclass(frozen=True)
@@ -218,16 +225,37 @@ class RunDir:
                 h.update(chunk)
         return h.hexdigest()
 
-    def blocks(self, block: int = _BLOCK) -> Iterator[Block]:
-        """Windows of the class map in a fixed (row-major) order."""
+    @property
+    def target_class(self) -> str:
+        return str(self.manifest["model"]["target_class"])
+
+    @property
+    def probability_map(self) -> Path:
+        """The target class's probability map (``maps/<target>_probability.tif``)."""
+        return self.path / "maps" / f"{self.target_class}_probability.tif"
+
+    def blocks(self, block: int = _BLOCK, target_buffer: int | None = None) -> Iterator[Block]:
+        """Windows of the class map in a fixed (row-major) order; with ``target_buffer``
+        (pixels), also the target probability and the buffer next to mapped target pixels."""
         ny, nx = self.grid.shape.yx
-        with rasterio.open(self.class_map) as src:
+        if target_buffer is not None and not self.probability_map.is_file():
+            raise EstimatorError(f"{self.path}: {self.probability_map.name} missing; rerun the job (the target-area design needs it)")
+        target_code = self.classes.index(self.target_class) + 1 if target_buffer is not None else 0
+        with rasterio.open(self.class_map) as src, (rasterio.open(self.probability_map) if target_buffer is not None else _nothing()) as psrc:
             for r0 in range(0, ny, block):
                 for c0 in range(0, nx, block):
                     h, w = min(block, ny - r0), min(block, nx - c0)
                     codes = src.read(1, window=Window(c0, r0, w, h))
                     gb = self.grid[r0 : r0 + h, c0 : c0 + w]
-                    yield Block(r0, c0, codes, rasterize_regions(self.regions, gb), pixel_area_m2(gb))
+                    prob = near = None
+                    if psrc is not None and target_buffer is not None:
+                        prob = psrc.read(1, window=Window(c0, r0, w, h)).astype(np.float64)
+                        # A halo so that the buffer crosses block edges.
+                        b = target_buffer
+                        halo = src.read(1, window=Window(c0 - b, r0 - b, w + 2 * b, h + 2 * b), boundless=True, fill_value=0)
+                        grown = ndimage.binary_dilation(halo == target_code, iterations=b, structure=np.ones((3, 3), bool)) if b else halo == target_code
+                        near = grown[b : b + h, b : b + w] & (codes != target_code)
+                    yield Block(r0, c0, codes, rasterize_regions(self.regions, gb), pixel_area_m2(gb), prob, near)
 
     def estimates(self) -> dict[str, Any]:
         """The run's ``estimates.json``."""
@@ -241,6 +269,10 @@ class RunDir:
         """Grid-CRS coordinates of pixel centres."""
         a = self.grid.affine
         return a.c + a.a * (cols + 0.5) + a.b * (rows + 0.5), a.f + a.d * (cols + 0.5) + a.e * (rows + 0.5)
+
+
+def _nothing() -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()
 
 
 def is_strata_manifest(manifest: Mapping[str, Any]) -> bool:

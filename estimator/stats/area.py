@@ -487,9 +487,10 @@ def sample_size(weights: ArrayLike, expected_users_accuracy: ArrayLike, target_s
     return int(np.ceil((np.sum(W * np.sqrt(U * (1 - U))) / target_se) ** 2))
 
 
-def allocate(stratum_sizes: ArrayLike, n: int, min_per_stratum: int = 50) -> np.ndarray:
+def allocate(stratum_sizes: ArrayLike, n: int, min_per_stratum: int = 50, weights: ArrayLike | None = None) -> np.ndarray:
     """Allocate ``n`` units: every stratum gets at least ``min_per_stratum`` (Olofsson's advice
-    for rare classes such as coca; capped by its size), the rest proportionally to size.
+    for rare classes such as coca; capped by its size), the rest proportionally to size, or
+    to ``weights`` when given (Neyman allocation: size x anticipated standard deviation).
 
     Returns integer counts that never exceed a stratum's size and sum to ``min(n, total)``,
     or to more when the minimums alone exceed ``n``.
@@ -497,6 +498,9 @@ def allocate(stratum_sizes: ArrayLike, n: int, min_per_stratum: int = 50) -> np.
     N = np.asarray(stratum_sizes, dtype=np.int64)
     if (N < 0).any():
         raise AreaSampleError("stratum sizes must be non-negative")
+    W = N.astype(np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    if W.shape != N.shape or (W < 0).any():
+        raise AreaSampleError("allocation weights must be non-negative, one per stratum")
     alloc = np.zeros(len(N), dtype=np.int64)
     free = N > 0
     budget = float(min(int(n), int(N.sum())))
@@ -504,7 +508,7 @@ def allocate(stratum_sizes: ArrayLike, n: int, min_per_stratum: int = 50) -> np.
     # Water-filling: strata whose proportional share falls below the minimum (or above their
     # size) are fixed there, and the rest is shared again among the others.
     while free.any():
-        share = np.where(free, budget * N / max(N[free].sum(), 1), 0.0)
+        share = np.where(free, budget * W / W[free].sum(), 0.0) if W[free].sum() > 0 else np.where(free, budget * N / max(N[free].sum(), 1), 0.0)
         low = free & (share < floor)
         high = free & (share > N)
         if low.any() or high.any():

@@ -221,8 +221,14 @@ def _olofsson_by_region(run: RunDir, ref: ReferenceSample, z: float, adjust: boo
                 region.id, strata, units, list(run.reference_classes), z, adjust, scope="region: strata lie inside the region"
             )
             continue
-        if len({s["region"] for s in strata}) > 1:
-            out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust)
+        # Target-area strata are not map classes: Stehman's estimator even in one cell.
+        if len({s["region"] for s in strata}) > 1 or ref.sampling.get("kind") == "target-area":
+            scope = (
+                "region: strata are target-probability bins and a buffer within the region's cells"
+                if ref.sampling.get("kind") == "target-area"
+                else "region: strata are the cells of overlapping regions that make it up"
+            )
+            out[region.id] = _stehman_over_cells(region.id, strata, units, classes, z, adjust, scope)
             continue
         N = np.zeros(k)
         area = 0.0

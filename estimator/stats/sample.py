@@ -86,13 +86,16 @@ def _cell_keys(regions: np.ndarray) -> np.ndarray:
     return flat.view(np.dtype((np.void, packed.shape[0])))[..., 0]
 
 
-def _block_strata(run: RunDir, codes: np.ndarray, regions: np.ndarray, cells: dict[Any, int] | None, grow: bool = False) -> np.ndarray:
+def _block_strata(
+    run: RunDir, codes: np.ndarray, regions: np.ndarray, cells: dict[Any, int] | None, grow: bool = False, k: int | None = None
+) -> np.ndarray:
     """Stratum index per pixel of a block (-1 outside regions or unobserved).
 
     Index = cell_index * n_classes + (code - 1) with ``cells`` (region set -> cell index;
     new sets are added when ``grow``), or code - 1 for map-class strata (``cells=None``).
+    ``k``: number of codes (default: the map classes; the target-area design passes its own).
     """
-    k = len(run.classes)
+    k = len(run.classes) if k is None else k
     out = np.full(codes.shape, -1, dtype=np.int64)
     sel = regions.any(axis=0) & (codes > 0)
     if cells is None:
