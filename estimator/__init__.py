@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from estimator.run.rundir import Assessment, Comparison, Manifest, Run
     from estimator.run.rundir import read_run as open_run
     from estimator.stats.assess import assess_reference as assess
-    from estimator.stats.sample import sample_run as sample
+    from estimator.stats.designs import sample as sample
 
 __all__ = [
     "Assessment",
@@ -59,7 +59,7 @@ _WHERE = {
     "RunResult": "run.pipeline", "run": "run.pipeline",
     "Run": "run.rundir", "Manifest": "run.rundir", "Assessment": "run.rundir", "Comparison": "run.rundir",
     "open_run": "run.rundir:read_run",
-    "sample": "stats.sample:sample_run",
+    "sample": "stats.designs:sample",
     "assess": "stats.assess:assess_reference",
     "compare": "claims.compare:compare_claims",
 }

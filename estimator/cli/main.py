@@ -175,8 +175,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from estimator.location import check_writable, write_json
-    from estimator.stats.sample import sample_run
+    from estimator.location import check_writable
+    from estimator.stats.designs import sample
+    from estimator.stats.target_design import DEFAULT_STRATA_PER_REGION
 
     check_writable(args.out, "--out")
     ua = {}
@@ -186,36 +187,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             ua[cls] = float(val)
         except ValueError:
             raise EstimatorError(f"--expected-ua expects CLASS=ACCURACY, got '{item}'") from None
-    if args.design == "target-area":
-        from estimator.run.rundir import open_run
-        from estimator.stats.target_design import DEFAULT_STRATA_PER_REGION, draw_target_sample
-
-        if args.target_se_ha is not None and args.n is not None:
-            raise EstimatorError("give --n or --target-se-ha, not both")
-        run = open_run(args.run_dir)
-        fc = draw_target_sample(
-            run, n=args.n if args.target_se_ha is None else None, target_se_ha=args.target_se_ha,
-            min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 10,
-            buffer_px=args.buffer_px, strata_per_region=args.prob_strata if args.prob_strata is not None else DEFAULT_STRATA_PER_REGION,
-            seed=args.seed, progress=not args.quiet,
-        )
-        write_json(args.out, fc)
-        sampling = fc["sampling"]
-        print(f"{len(fc['features'])} sample units in {len(sampling['strata'])} strata written to {args.out}")
-        for rid, se in (sampling.get("anticipated_se_ha") or {}).items():
-            print(f"  {rid}: anticipated SE of the {sampling['target_class']} area {se:.1f} ha")
-        if sampling["synthetic"]:
-            print("SYNTHETIC demo run: the sample points lie in a generated world")
-        return 0
-    if args.target_se_ha is not None:
-        raise EstimatorError("--target-se-ha needs --design target-area")
-    sample = sample_run(
-        args.run_dir, n=args.n, target_se=args.target_se, expected_ua=ua,
-        min_per_stratum=args.min_per_stratum if args.min_per_stratum is not None else 50,
-        strata=args.strata, seed=args.seed, out=args.out, progress=not args.quiet,
+    drawn = sample(
+        args.run_dir, design=args.design, n=args.n, target_se=args.target_se, target_se_ha=args.target_se_ha,
+        expected_ua=ua, min_per_stratum=args.min_per_stratum, strata=args.strata, buffer_px=args.buffer_px,
+        prob_strata=args.prob_strata if args.prob_strata is not None else DEFAULT_STRATA_PER_REGION,
+        seed=args.seed, out=args.out, progress=not args.quiet,
     )
-    sampling = sample.attrs["sampling"]
-    print(f"{len(sample)} sample units in {len(sampling['strata'])} strata written to {args.out}")
+    sampling = drawn.attrs["sampling"]
+    print(f"{len(drawn)} sample units in {len(sampling['strata'])} strata written to {args.out}")
+    for rid, se in (sampling.get("anticipated_se_ha") or {}).items():
+        print(f"  {rid}: anticipated SE of the {sampling['target_class']} area {se:.1f} ha")
     if sampling["synthetic"]:
         print("SYNTHETIC demo run: the sample points lie in a generated world")
     return 0

@@ -12,6 +12,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
+from estimator.errors import EstimatorError
 from estimator.regions.geometry import Region
 from estimator.run.rundir import RunDir
 from estimator.stats.target_design import (
@@ -123,6 +124,19 @@ def test_target_area_sample_and_assess_end_to_end(run_copy, small_world, tmp_pat
     assert main(["sample", str(run_copy), "--design", "target-area", "--target-se-ha", "50", "--out", str(out), "--quiet"]) == 0
     assert json.loads(out.read_text())["sampling"]["target_se_ha"] == 50
     assert main(["sample", str(run_copy), "--design", "target-area", "--out", str(out), "--quiet"]) == 2
+    both = ["--n", "300", "--target-se-ha", "50"]
+    assert main(["sample", str(run_copy), "--design", "target-area", *both, "--out", str(out), "--quiet"]) == 2
+    assert main(["sample", str(run_copy), "--target-se-ha", "50", "--out", str(out), "--quiet"]) == 2
+    # the Python API draws the same design as the command line (one implementation)
+    import estimator
+
+    api = estimator.sample(run_copy, design="target-area", target_se_ha=50, seed=0)
+    cli = json.loads(out.read_text())  # the --target-se-ha 50 sample above (the failed calls wrote nothing)
+    assert list(api["sample_id"]) == [f["properties"]["sample_id"] for f in cli["features"]]
+    assert list(api["stratum"]) == [f["properties"]["stratum"] for f in cli["features"]]
+    assert api.attrs["sampling"]["kind"] == "target-area" and api.attrs["sampling"]["target_se_ha"] == 50
+    with pytest.raises(EstimatorError, match="design must be one of"):
+        estimator.sample(run_copy, design="probability")  # type: ignore[arg-type]
 
 
 def _tiny_run(tmp_path, prob: np.ndarray, codes: np.ndarray, card: dict | None = None) -> RunDir:
