@@ -40,7 +40,7 @@ from scipy.sparse.csgraph import connected_components
 
 from estimator.location import atomic_path
 
-__all__ = ["PLOT_FIELDS", "Plots", "TileLayers", "make_plots", "plots_summary", "slice_days", "write_plots"]
+__all__ = ["PLOT_FIELDS", "Plots", "TileLayers", "make_plots", "plots_summary", "slice_days", "tile_patches", "write_plots"]
 
 #: Day numbers are days since this date (uint16: valid to 2149); 0 means "never clear".
 DAY_EPOCH = dt.date(1970, 1, 1)
@@ -122,46 +122,100 @@ def _reduce_sorted(values: np.ndarray, labels: np.ndarray, n: int, ufunc: np.ufu
     return np.asarray(ufunc.reduceat(values[order], starts))
 
 
-def _add_tile(acc: _Patches, t: TileLayers, kind_mask: np.ndarray, below_mmu: bool) -> None:
+_SIDES = ("top", "bottom", "left", "right")
+
+
+def tile_patches(t: TileLayers) -> dict[str, np.ndarray]:
+    """One tile's plots and below-MMU patches as flat arrays (empty when it has none): the
+    per-tile half of :func:`make_plots`, run where the tile is finished and kept in its
+    checkpoint, so that the job's end only joins patches across tile edges.
+
+    Keys: per patch ``n_pixels``, ``area_m2``, ``prob_sum``, ``prob_n``, ``prob_max``,
+    ``first``, ``last``, ``below_mmu``, ``region_m2`` (patch x region), the polygons as WKB
+    (``wkb`` bytes, cut at ``wkb_end``), ``offsets`` (row, col, rows, cols of the tile on the
+    grid) and per kind and side the tile's border row/column of patch numbers (-1: none).
+    """
+    kept = np.asarray(t.target, dtype=bool)
+    pieces = [_tile_kind(t, kept, False), _tile_kind(t, np.asarray(t.target_raw, dtype=bool) & ~kept, True)]
+    if not any(pieces):
+        return {}
+    out: dict[str, np.ndarray] = {"offsets": np.array([t.row_off, t.col_off, *kept.shape], np.int64)}
+    n_kept = len(pieces[0].get("n_pixels", ()))
+    for name in _COLS:
+        out[name] = np.concatenate([p[name] for p in pieces if p])
+    wkb = [w for p in pieces if p for w in p["wkb"]]
+    out["wkb"] = np.frombuffer(b"".join(wkb), np.uint8)
+    out["wkb_end"] = np.cumsum([len(w) for w in wkb], dtype=np.int64)
+    for below, p in ((False, pieces[0]), (True, pieces[1])):
+        for side in _SIDES:
+            strip = p[side] if p else np.full(kept.shape[0 if side in ("left", "right") else 1], -1, np.int64)
+            # Patch numbers are per tile: below-MMU patches follow the plots.
+            out[f"strip_{int(below)}_{side}"] = np.where(strip >= 0, strip + (n_kept if below else 0), -1)
+    return out
+
+
+_COLS = ("n_pixels", "area_m2", "prob_sum", "prob_n", "prob_max", "first", "last", "below_mmu", "region_m2")
+
+
+def _tile_kind(t: TileLayers, kind_mask: np.ndarray, below_mmu: bool) -> dict[str, Any]:
     labels, n = ndimage.label(kind_mask, structure=_FOUR)
     if n == 0:
-        return
-    base = len(acc.geoms)
+        return {}
+    out: dict[str, Any] = {}
     flat = labels.ravel()
     sel = np.flatnonzero(flat)
     lab = flat[sel]
     area = t.pixel_area.ravel()[sel]
     prob = t.prob.ravel()[sel]
     finite = np.isfinite(prob)
-    acc.add("n_pixels", np.bincount(lab, minlength=n + 1)[1:])
-    acc.add("area_m2", np.bincount(lab, weights=area, minlength=n + 1)[1:])
-    acc.add("prob_sum", np.bincount(lab[finite], weights=prob[finite], minlength=n + 1)[1:])
-    acc.add("prob_n", np.bincount(lab[finite], minlength=n + 1)[1:])
-    acc.add("prob_max", _reduce_sorted(np.where(finite, prob, -np.inf), lab, n, np.maximum))
+    out["n_pixels"] = np.bincount(lab, minlength=n + 1)[1:]
+    out["area_m2"] = np.bincount(lab, weights=area, minlength=n + 1)[1:]
+    out["prob_sum"] = np.bincount(lab[finite], weights=prob[finite], minlength=n + 1)[1:]
+    out["prob_n"] = np.bincount(lab[finite], minlength=n + 1)[1:]
+    out["prob_max"] = _reduce_sorted(np.where(finite, prob, -np.inf), lab, n, np.maximum)
     first = t.first_day.ravel()[sel]
-    acc.add("first", _reduce_sorted(np.where(first > 0, first, _NO_FIRST).astype(np.int64), lab, n, np.minimum))
-    acc.add("last", _reduce_sorted(t.last_day.ravel()[sel].astype(np.int64), lab, n, np.maximum))
-    acc.add("below_mmu", np.full(n, below_mmu))
+    out["first"] = _reduce_sorted(np.where(first > 0, first, _NO_FIRST).astype(np.int64), lab, n, np.minimum)
+    out["last"] = _reduce_sorted(t.last_day.ravel()[sel].astype(np.int64), lab, n, np.maximum)
+    out["below_mmu"] = np.full(n, below_mmu)
     masks = t.region_masks.reshape(len(t.region_masks), -1)[:, sel]
     shares = np.stack([np.bincount(lab[m], weights=area[m], minlength=n + 1)[1:] for m in masks], axis=1)
-    acc.add("region_m2", shares.reshape(n, acc.n_regions))
+    out["region_m2"] = shares.reshape(n, len(t.region_masks))
     # Polygons in grid pixel units: integer coordinates, so pieces from two tiles share
     # their edge exactly and union cleanly; mapped to the CRS once at the end.
     to_grid = Affine.translation(t.col_off, t.row_off)
     parts: list[list[Any]] = [[] for _ in range(n)]
     for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=to_grid):
         parts[int(value) - 1].append(shapely.geometry.shape(geom))
-    acc.geoms.extend(p[0] if len(p) == 1 else shapely.union_all(p) for p in parts)
-    gid = np.where(labels > 0, labels.astype(np.int64) + base - 1, -1)
-    ny, nx = labels.shape
-    for side, line, along, strip in (
-        ("top", t.row_off, t.col_off, gid[0]),
-        ("bottom", t.row_off + ny, t.col_off, gid[-1]),
-        ("left", t.col_off, t.row_off, gid[:, 0]),
-        ("right", t.col_off + nx, t.row_off, gid[:, -1]),
-    ):
-        if (strip >= 0).any():
-            acc.strips.setdefault((below_mmu, side, line), []).append((along, strip.copy()))
+    geoms = [p[0] if len(p) == 1 else shapely.union_all(p) for p in parts]
+    out["wkb"] = list(shapely.to_wkb(np.asarray(geoms, dtype=object)))
+    lid = labels.astype(np.int64) - 1
+    out.update(top=lid[0], bottom=lid[-1], left=lid[:, 0], right=lid[:, -1])
+    return out
+
+
+def _add_tile(acc: _Patches, piece: dict[str, np.ndarray]) -> None:
+    """Append one tile's :func:`tile_patches` to the job's patches (global numbering)."""
+    if not piece:
+        return
+    base = len(acc.geoms)
+    for name in _COLS:
+        acc.add(name, piece[name])
+    wkb = piece["wkb"].tobytes()
+    ends = piece["wkb_end"]
+    starts = np.concatenate([[0], ends[:-1]])
+    acc.geoms.extend(shapely.from_wkb([wkb[a:b] for a, b in zip(starts, ends, strict=True)]))
+    row_off, col_off, ny, nx = (int(v) for v in piece["offsets"])
+    for below in (False, True):
+        for side, line, along in (
+            ("top", row_off, col_off),
+            ("bottom", row_off + ny, col_off),
+            ("left", col_off, row_off),
+            ("right", col_off + nx, row_off),
+        ):
+            strip = piece[f"strip_{int(below)}_{side}"]
+            if (strip >= 0).any():
+                gid = np.where(strip >= 0, strip + base, -1)
+                acc.strips.setdefault((below, side, line), []).append((along, gid))
 
 
 def _edge_pairs(acc: _Patches) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +243,7 @@ def _edge_pairs(acc: _Patches) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_plots(
-    tiles: Iterable[TileLayers],
+    tiles: Iterable[TileLayers | dict[str, np.ndarray]],
     *,
     grid_affine: Affine,
     crs: str,
@@ -198,16 +252,16 @@ def make_plots(
 ) -> Plots:
     """Plots and below-MMU patches of all tiles, in the grid's CRS.
 
-    ``tiles`` is consumed one at a time (pass a generator to keep one tile in memory).
+    ``tiles`` is consumed one at a time (pass a generator to keep one tile in memory); each
+    is a tile's layers, or its :func:`tile_patches` made earlier (where the tile was
+    finished), so that only the join across tile edges is left here.
     Columns are :data:`PLOT_FIELDS` and ``geometry``; plots come first, largest first.
     """
     import geopandas as gpd
 
     acc = _Patches(len(region_ids))
     for t in tiles:
-        kept = np.asarray(t.target, dtype=bool)
-        _add_tile(acc, t, kept, below_mmu=False)
-        _add_tile(acc, t, np.asarray(t.target_raw, dtype=bool) & ~kept, below_mmu=True)
+        _add_tile(acc, tile_patches(t) if isinstance(t, TileLayers) else t)
     n = len(acc.geoms)
     if n == 0:
         empty = gpd.GeoDataFrame({k: [] for k in PLOT_FIELDS}, geometry=[], crs=crs)
