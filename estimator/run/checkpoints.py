@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -16,12 +17,13 @@ from estimator.grid import pixel_area_m2
 from estimator.location import RunLocation
 from estimator.regions.geometry import Region, rasterize_regions
 from estimator.run.rundir import is_job_key
+from estimator.run.tiles import RawTile
 from estimator.stages.aggregate import TilePartial
 from estimator.stages.model import Model
 from estimator.stages.plan import Plan
 from estimator.stages.plots import TileLayers
 
-__all__ = ["TILE_FORMAT", "TileStore", "job_key", "plot_layers"]
+__all__ = ["TILE_FORMAT", "TileStore", "job_key", "plot_layers", "plot_pieces"]
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +75,52 @@ class TileStore:
         text = json.dumps(record, indent=2, default=str) + "\n"
         self.location.write_bytes(self._rel(part.tile_id, "json"), text.encode())
 
+    def save_raw(self, tile_id: str, raw: RawTile) -> None:
+        """Keep a classified tile until its neighbours are classified and it can be finished
+        (:func:`~estimator.run.tiles.finish_tile`); a rerun finishes it without its pixels."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, failed_items=np.array(raw.failed_items, dtype=str), **raw.arrays)  # type: ignore[arg-type]
+        self.location.write_bytes(self._rel(tile_id, "raw.npz"), buf.getvalue())
+
+    def raw(self, tile_id: str) -> RawTile | None:
+        """The classified tile kept by :meth:`save_raw`, ``None`` when there is none (or it is unreadable)."""
+        try:
+            data = self.location.read_bytes(self._rel(tile_id, "raw.npz"))
+        except FileNotFoundError:
+            return None
+        try:
+            with np.load(io.BytesIO(data)) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            log.warning("tile %s: unreadable classified tile (%s); redoing the tile", tile_id, type(e).__name__)
+            return None
+        failed = tuple(str(i) for i in arrays.pop("failed_items"))
+        return RawTile(arrays, failed)
+
+    def codes_raw(self, tile_id: str) -> np.ndarray:
+        """A tile's class codes before the minimum mapping unit, from its classified or its
+        finished checkpoint (a tile's halo for its neighbours)."""
+        try:
+            data = self.location.read_bytes(self._rel(tile_id, "raw.npz"))
+        except FileNotFoundError:
+            data = self.location.read_bytes(self._rel(tile_id, "npz"))
+        with np.load(io.BytesIO(data)) as z:
+            return np.asarray(z["codes_raw"])
+
+    def drop_raw(self, tile_id: str) -> None:
+        self.location.remove(self._rel(tile_id, "raw.npz"))
+
     def array(self, tile_id: str, name: str) -> np.ndarray:
         return self.arrays(tile_id, name)[name]
 
-    def arrays(self, tile_id: str, *names: str) -> dict[str, np.ndarray]:
-        """Several arrays of a tile from one read of its checkpoint."""
+    def arrays(self, tile_id: str, *names: str, prefix: str = "") -> dict[str, np.ndarray]:
+        """Several arrays of a tile from one read of its checkpoint; with ``prefix``, all
+        arrays whose name starts with it (the prefix removed)."""
         with np.load(io.BytesIO(self.location.read_bytes(self._rel(tile_id, "npz")))) as z:
-            return {n: z[n] for n in names}
+            out = {n: z[n] for n in names}
+            if prefix:
+                out.update({n[len(prefix) :]: z[n] for n in z.files if n.startswith(prefix)})
+            return out
 
     def prune_others(self) -> None:
         """Drop the checkpoints of other versions of the job (an edited config, a new model).
@@ -92,17 +133,28 @@ class TileStore:
 
 
 #: Version of the tile partial format and of what it means; bump when either changes.
-TILE_FORMAT = 5
+#: 6: the minimum mapping unit judges patches across tile edges; plots kept per tile.
+TILE_FORMAT = 6
+
+
+def plot_pieces(store: TileStore, plan: Plan) -> Iterator[dict[str, np.ndarray]]:
+    """Each tile's plots as made when it was finished (:func:`~estimator.stages.plots.tile_patches`),
+    from the checkpoints; tiles without a plot are skipped."""
+    for tile in plan.tiles:
+        piece = store.arrays(tile.id, prefix="plot_")
+        if piece:
+            yield piece
 
 
 def plot_layers(store: TileStore, plan: Plan, regions: Sequence[Region], target_code: int) -> Iterator[TileLayers]:
     """The plots stage's inputs, one tile at a time from the checkpoints (tiles without a
-    target pixel, before or after the minimum mapping unit, are skipped)."""
+    target pixel, before or after the minimum mapping unit, are skipped): plots made whole
+    after the last tile, as before :func:`plot_pieces` (kept for comparing the two)."""
     g = plan.grid.affine
     for tile in plan.tiles:
-        z = store.arrays(tile.id, "class", "target_raw", "prob", "first_day", "last_day")
+        z = store.arrays(tile.id, "class", "codes_raw", "prob", "first_day", "last_day")
         target = z["class"] == target_code
-        raw = z["target_raw"].astype(bool)
+        raw = z["codes_raw"] == target_code
         if not (target.any() or raw.any()):
             continue
         a = tile.geobox.affine

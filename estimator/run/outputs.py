@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +25,10 @@ from estimator.location import atomic_path
 from estimator.stages.load import GDAL_CACHE_BYTES
 from estimator.stages.plan import Plan
 
-__all__ = ["CLASS_COLOURS", "STRATA_MAP", "MapLayer", "write_map_cog", "write_maps", "write_quicklook", "write_strata_maps"]
+__all__ = [
+    "CLASS_COLOURS", "STRATA_MAP", "MapLayer", "MapStage", "write_map_cog", "write_maps", "write_quicklook",
+    "write_strata_maps",
+]
 
 #: Map colours by class name (the target class stands out in red); index 0 is unobserved.
 CLASS_COLOURS: dict[str, str] = {
@@ -44,6 +48,32 @@ class MapLayer:
     """Returns the layer's array for a tile id."""
 
 
+def _stage_profile(grid: GeoBox, dtype: str, nodata: float) -> dict[str, Any]:
+    ny, nx = grid.shape.yx
+    return {
+        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": dtype,
+        "crs": str(grid.crs), "transform": grid.affine, "nodata": nodata,
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
+    }
+
+
+def _window(grid: GeoBox, gb: GeoBox, shape: tuple[int, ...]) -> Window:
+    row_off = int(round((gb.affine.f - grid.affine.f) / grid.affine.e))
+    col_off = int(round((gb.affine.c - grid.affine.c) / grid.affine.a))
+    return Window(col_off, row_off, shape[1], shape[0])
+
+
+def _to_cog(stage: Path, dst: Path, dtype: str, threads: str) -> None:
+    integer = np.issubdtype(np.dtype(dtype), np.integer)
+    with atomic_path(dst) as tmp:
+        # BIGTIFF: GDAL's default does not pick it for compressed output, and a Loreto-size
+        # float map exceeds 4 GB.
+        rasterio.shutil.copy(
+            stage, tmp, driver="COG", compress="DEFLATE", predictor=2 if integer else 3, bigtiff="IF_SAFER",
+            overview_resampling="NEAREST" if integer else "AVERAGE", blocksize=256, num_threads=threads,
+        )
+
+
 def write_map_cog(
     dst: Path,
     grid: GeoBox,
@@ -52,36 +82,95 @@ def write_map_cog(
     *,
     descriptions: Mapping[str, str] | None = None,
 ) -> None:
-    """Mosaic tile arrays into one Cloud-Optimized GeoTIFF on ``grid``.
+    """Mosaic tile arrays into one Cloud-Optimized GeoTIFF on ``grid``, in one go after the
+    last tile (:class:`MapStage` writes each tile as it is finished instead).
 
     Tiles are streamed into a tiled GTiff window by window (memory bounded by one tile),
-    then GDAL's COG driver adds overviews and the final layout.
+    then GDAL's COG driver adds overviews and the final layout, on one thread.
     """
-    ny, nx = grid.shape.yx
-    profile = {
-        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": layer.dtype,
-        "crs": str(grid.crs), "transform": grid.affine, "nodata": layer.nodata,
-        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
-    }
     # GDAL's default block cache (5 % of RAM) would keep the blocks of the whole map.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), tempfile.TemporaryDirectory(dir=dst.parent) as tmpdir:
         stage = Path(tmpdir) / "stage.tif"
-        with rasterio.open(stage, "w", **profile) as out:
+        with rasterio.open(stage, "w", **_stage_profile(grid, layer.dtype, layer.nodata)) as out:
             for tile_id, gb in tiles:
                 arr = layer.read_tile(tile_id)
-                row_off = int(round((gb.affine.f - grid.affine.f) / grid.affine.e))
-                col_off = int(round((gb.affine.c - grid.affine.c) / grid.affine.a))
-                out.write(arr.astype(layer.dtype), 1, window=Window(col_off, row_off, arr.shape[1], arr.shape[0]))
+                out.write(arr.astype(layer.dtype), 1, window=_window(grid, gb, arr.shape))
             for k, v in (descriptions or {}).items():
                 out.update_tags(**{k: v})
-        integer = np.issubdtype(np.dtype(layer.dtype), np.integer)
-        with atomic_path(dst) as tmp:
-            # BIGTIFF: GDAL's default does not pick it for compressed output, and a Loreto-size
-            # float map exceeds 4 GB.
-            rasterio.shutil.copy(
-                stage, tmp, driver="COG", compress="DEFLATE", predictor=2 if integer else 3, bigtiff="IF_SAFER",
-                overview_resampling="NEAREST" if integer else "AVERAGE", blocksize=256,
-            )
+        _to_cog(stage, dst, layer.dtype, "1")
+
+
+#: The maps of a run: file name (``{target}`` replaced), tile array, dtype, nodata.
+_MAPS = (
+    ("class.tif", "class", "uint8", 0.0),
+    ("{target}_probability.tif", "prob", "float32", float("nan")),
+    ("valid_obs_count.tif", "n_clear", "int16", -1.0),
+)
+
+
+class MapStage:
+    """The run's maps, written tile by tile as tiles are finished (overlapping the other
+    tiles' pixels), then turned into COGs by :meth:`finish`.
+
+    Each map is staged as a tiled GeoTIFF that :meth:`add` writes a tile's window into (one
+    lock per map: GDAL datasets are not thread-safe). Measured against a VRT of per-tile
+    files turned into a COG, see BENCHMARKS.md ("No serial tail").
+    """
+
+    def __init__(self, grid: GeoBox, target_class: str, directory: Path):
+        self.grid = grid
+        self.target_class = target_class
+        self._files: list[tuple[str, str, str, Path, Any, threading.Lock]] = []
+        try:
+            for filename, key, dtype, nodata in _MAPS:
+                path = directory / f"stage-{key}.tif"
+                with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+                    ds = rasterio.open(path, "w", **_stage_profile(grid, dtype, nodata))
+                self._files.append((filename.format(target=target_class), key, dtype, path, ds, threading.Lock()))
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, geobox: GeoBox, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write one tile's blocks (``class``, ``prob``, ``n_clear``); thread-safe."""
+        for _, key, dtype, _, ds, lock in self._files:
+            arr = np.asarray(arrays[key]).astype(dtype, copy=False)
+            # GDAL's default block cache (5 % of RAM) would keep the blocks of the whole map.
+            with lock, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+                ds.write(arr, 1, window=_window(self.grid, geobox, arr.shape))
+
+    def finish(
+        self,
+        run_dir: Path,
+        classes: Sequence[str],
+        *,
+        outlines: Sequence[tuple[str, Any]],
+        title: str,
+        synthetic: bool,
+        class_tags: Mapping[str, str] | None = None,
+        threads: str = "ALL_CPUS",
+    ) -> None:
+        """The COGs in ``run_dir/maps`` and the quicklook; ``threads`` compress the COGs
+        (GDAL's ``NUM_THREADS``)."""
+        maps = run_dir / "maps"
+        maps.mkdir(parents=True, exist_ok=True)
+        for _, key, _, _, ds, _ in self._files:
+            tags = {"classes": json.dumps(["unobserved", *classes]), **(class_tags or {})} if key == "class" else {}
+            if synthetic:
+                tags["SYNTHETIC"] = "demo world, not real imagery"
+            ds.update_tags(**tags)
+        stages = [(filename, dtype, path) for filename, _, dtype, path, _, _ in self._files]
+        self.close()
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+            for filename, dtype, path in stages:
+                _to_cog(path, maps / filename, dtype, threads)
+        write_quicklook(run_dir / "quicklook.png", maps / "class.tif", classes, outlines, title=title, synthetic=synthetic)
+
+    def close(self) -> None:
+        for *_, ds, lock in self._files:
+            with lock:
+                if not ds.closed:
+                    ds.close()
 
 
 def write_quicklook(
@@ -121,10 +210,6 @@ def write_quicklook(
         tmp.write_bytes(png)
 
 
-def _layer_of(read_array: Callable[[str, str], np.ndarray], name: str, tile_id: str) -> np.ndarray:
-    return read_array(tile_id, name)
-
-
 def write_maps(
     run_dir: Path,
     plan: Plan,
@@ -136,24 +221,24 @@ def write_maps(
     title: str,
     synthetic: bool,
     class_tags: Mapping[str, str] | None = None,
+    threads: str = "ALL_CPUS",
 ) -> None:
     """The run's maps (class, target probability, clear-observation count) as COGs in
     ``run_dir/maps`` and the quicklook, mosaicked from the tiles' arrays
-    (``read_array(tile_id, name)``, e.g. from the tile checkpoints)."""
-    tiles_gb = [(t.id, t.geobox) for t in plan.tiles]
-    maps = run_dir / "maps"
-    maps.mkdir(parents=True, exist_ok=True)
-    layers = (
-        MapLayer("class.tif", "uint8", 0, partial(_layer_of, read_array, "class")),
-        MapLayer(f"{target_class}_probability.tif", "float32", float("nan"), partial(_layer_of, read_array, "prob")),
-        MapLayer("valid_obs_count.tif", "int16", -1, partial(_layer_of, read_array, "n_clear")),
-    )
-    for layer in layers:
-        tags = {"classes": json.dumps(["unobserved", *classes]), **(class_tags or {})} if layer.filename == "class.tif" else {}
-        if synthetic:
-            tags["SYNTHETIC"] = "demo world, not real imagery"
-        write_map_cog(maps / layer.filename, plan.grid, tiles_gb, layer, descriptions=tags)
-    write_quicklook(run_dir / "quicklook.png", maps / "class.tif", classes, outlines, title=title, synthetic=synthetic)
+    (``read_array(tile_id, name)``, e.g. from the tile checkpoints) in one go; a job writes
+    them as its tiles finish instead (:class:`MapStage`)."""
+    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+        stage = MapStage(plan.grid, target_class, Path(tmp))
+        try:
+            for t in plan.tiles:
+                stage.add(t.geobox, {key: read_array(t.id, key) for _, key, _, _ in _MAPS})
+            stage.finish(run_dir, classes, outlines=outlines, title=title, synthetic=synthetic, class_tags=class_tags, threads=threads)
+        finally:
+            stage.close()
+
+
+def _layer_of(read_array: Callable[[str, str], np.ndarray], name: str, tile_id: str) -> np.ndarray:
+    return read_array(tile_id, name)
 
 
 #: The strata map of a cold-start run (``model: none``), in place of the class map.

@@ -30,9 +30,12 @@ from estimator.stages.load import load_scl, load_tile
 from estimator.stages.mask import block_any, clear_blocks, mask_observations
 from estimator.stages.model import Model
 from estimator.stages.plan import Plan, Tile
-from estimator.stages.plots import slice_days
+from estimator.stages.plots import TileLayers, slice_days, tile_patches
 
-__all__ = ["Classified", "TileObs", "classify_tile", "persist_now", "pixel_coverage", "process_tile", "tile_features", "tile_observations"]
+__all__ = [
+    "Classified", "RawTile", "TileObs", "classify_tile", "finish_tile", "halo_window", "min_unit_px", "persist_now",
+    "pixel_coverage", "process_tile", "tile_features", "tile_neighbours", "tile_observations", "tile_offsets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +226,30 @@ def classify_tile(
     return Classified(raw_codes, target, n_clear, span, obs.groups)
 
 
+@dataclass(frozen=True)
+class RawTile:
+    """A tile as classified, before the minimum mapping unit (which waits for the edges of
+    the neighbouring tiles, see :func:`finish_tile`)."""
+
+    arrays: dict[str, np.ndarray]
+    """``codes_raw`` (class codes before the unit), ``prob``, ``n_clear``, ``first_day``,
+    ``last_day``; the map blocks themselves when ``final`` is set."""
+    failed_items: tuple[str, ...] = ()
+    final: TilePartial | None = None
+    """The tile's result when it needs no unit: no region pixel, failed, or no scene."""
+
+
+def _empty_arrays(ny: int, nx: int) -> dict[str, np.ndarray]:
+    return {
+        "class": np.zeros((ny, nx), np.uint8),
+        "prob": np.full((ny, nx), np.nan, np.float32),
+        "n_clear": np.full((ny, nx), -1, np.int16),
+        "codes_raw": np.zeros((ny, nx), np.uint8),
+        "first_day": np.zeros((ny, nx), np.uint16),
+        "last_day": np.zeros((ny, nx), np.uint16),
+    }
+
+
 def process_tile(
     tile: Tile,
     plan: Plan,
@@ -232,8 +259,9 @@ def process_tile(
     estimator: Any,
     job: JobConfig,
     compute_slot: AbstractContextManager[Any],
-) -> tuple[TilePartial, dict[str, np.ndarray]]:
-    """One tile: classified pixels -> minimum mapping unit -> sums and map blocks.
+) -> RawTile:
+    """One tile's classified pixels (the minimum mapping unit, sums and plots follow in
+    :func:`finish_tile`, once the neighbouring tiles are classified too).
 
     ``estimator`` is the :class:`~estimator.stages.classify.Predictor`, or a :class:`ModelRef` to
     the copy installed on every worker. The pixels are computed inside ``compute_slot``.
@@ -241,45 +269,124 @@ def process_tile(
     ny, nx = tile.geobox.shape.yx
     ids = [r.id for r in regions]
     masks = rasterize_regions(regions, tile.geobox)
-    area = pixel_area_m2(tile.geobox)
-    expected = pixel_coverage(tile, plan)
-    empty: dict[str, np.ndarray] = {
-        "class": np.zeros((ny, nx), np.uint8),
-        "prob": np.full((ny, nx), np.nan, np.float32),
-        "n_clear": np.full((ny, nx), -1, np.int16),
-        "target_raw": np.zeros((ny, nx), np.uint8),
-        "first_day": np.zeros((ny, nx), np.uint16),
-        "last_day": np.zeros((ny, nx), np.uint16),
-    }
     if not masks.any():
-        return TilePartial(tile.id, "done", {}), empty
+        return RawTile(_empty_arrays(ny, nx), final=TilePartial(tile.id, "done", {}))
     with compute_slot:
         res, failed_items, error = read_robust(
             tile,
             items,
             partial(classify_tile, tile, plan, items, regions, model, estimator, job.mask.clear_scl),
         )
+    area = pixel_area_m2(tile.geobox)
+    expected = pixel_coverage(tile, plan)
     if error:
         log.warning("tile %s failed: %s", tile.id, error)
-        return failed_tile(tile.id, ids, masks, area, expected, error), empty
-    failed_obs = pixel_coverage(tile, plan, failed_items) if failed_items else np.zeros_like(expected)
+        return RawTile(_empty_arrays(ny, nx), final=failed_tile(tile.id, ids, masks, area, expected, error))
     if res is None:  # no scene touches this tile: nothing observed
+        failed_obs = pixel_coverage(tile, plan, failed_items) if failed_items else np.zeros_like(expected)
         codes = np.zeros((ny, nx), np.uint8)
-        return aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items), empty
-    min_px = int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(area)))) if job.classify.min_patch_ha else 0
-    codes, n_sieved = sieve_codes(res.raw_codes, min_px)
-    part = aggregate_tile(
-        tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items, target_prob=res.target
-    )
-    part.sieved_pixels = n_sieved
-    # Where the classifier said the target before the minimum mapping unit, and when each
-    # pixel was seen: the plots stage flags what the unit removed and dates every plot.
+        part = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed_items)
+        return RawTile(_empty_arrays(ny, nx), tuple(failed_items), final=part)
+    # When each pixel was seen: the plots stage dates every plot.
     first_day, last_day = slice_days(res.span, [plan.items[g[0]].solar_day for g in res.groups])
-    return part, {
-        "class": codes,
+    arrays = {
+        "codes_raw": res.raw_codes,
         "prob": res.target.astype(np.float32),
         "n_clear": res.n_clear.astype(np.int16),
-        "target_raw": (res.raw_codes == model.classes.index(model.target_class) + 1).astype(np.uint8),
         "first_day": first_day,
         "last_day": last_day,
     }
+    return RawTile(arrays, tuple(failed_items))
+
+
+def min_unit_px(job: JobConfig, tile: Tile) -> int:
+    """The minimum mapping unit in pixels of ``tile`` (0: none)."""
+    if not job.classify.min_patch_ha:
+        return 0
+    return int(np.ceil(job.classify.min_patch_ha * 1e4 / float(np.median(pixel_area_m2(tile.geobox)))))
+
+
+def tile_offsets(tile: Tile, plan: Plan) -> tuple[int, int]:
+    """(row, column) of the tile's first pixel on the job grid."""
+    a, g = tile.geobox.affine, plan.grid.affine
+    return int(round((a.f - g.f) / g.e)), int(round((a.c - g.c) / g.a))
+
+
+def tile_neighbours(plan: Plan) -> dict[str, list[str]]:
+    """The tiles of the plan that touch each tile (edge or corner)."""
+    box = {t.id: (*tile_offsets(t, plan), *t.geobox.shape.yx) for t in plan.tiles}
+    by_start: dict[tuple[int, int], str] = {(r, c): tid for tid, (r, c, _, _) in box.items()}
+    rows = sorted({r for r, _ in by_start})
+    cols = sorted({c for _, c in by_start})
+    out: dict[str, list[str]] = {}
+    for tid, (r, c, _, _) in box.items():
+        i, j = rows.index(r), cols.index(c)
+        near = [
+            (rows[a], cols[b])
+            for a in range(max(i - 1, 0), min(i + 2, len(rows)))
+            for b in range(max(j - 1, 0), min(j + 2, len(cols)))
+        ]
+        out[tid] = [by_start[k] for k in near if k in by_start and by_start[k] != tid]
+    return out
+
+
+def halo_window(
+    tile: Tile, plan: Plan, codes: np.ndarray, neighbours: Sequence[Tile], read_codes: Any, halo: int
+) -> np.ndarray:
+    """``codes`` with ``halo`` pixels of the neighbouring tiles' raw codes around them (0,
+    "unobserved", beyond the job's tiles); ``read_codes(tile_id)`` returns a neighbour's."""
+    ny, nx = codes.shape
+    win = np.zeros((ny + 2 * halo, nx + 2 * halo), np.uint8)
+    win[halo : halo + ny, halo : halo + nx] = codes
+    if halo == 0:
+        return win
+    r0, c0 = tile_offsets(tile, plan)
+    top, left = r0 - halo, c0 - halo
+    for nb in neighbours:
+        nr, nc = tile_offsets(nb, plan)
+        nny, nnx = nb.geobox.shape.yx
+        ra, rb = max(nr, top), min(nr + nny, top + win.shape[0])
+        ca, cb = max(nc, left), min(nc + nnx, left + win.shape[1])
+        if ra < rb and ca < cb:
+            win[ra - top : rb - top, ca - left : cb - left] = read_codes(nb.id)[ra - nr : rb - nr, ca - nc : cb - nc]
+    return win
+
+
+def finish_tile(
+    tile: Tile,
+    plan: Plan,
+    regions: Sequence[Region],
+    model: Model,
+    raw: RawTile,
+    window: np.ndarray,
+    halo: int,
+    min_px: int,
+) -> tuple[TilePartial, dict[str, np.ndarray]]:
+    """The minimum mapping unit, per-region sums, map blocks and plots of a classified tile.
+
+    ``window`` is the tile's raw codes with ``halo`` pixels of its neighbours' around them
+    (:func:`halo_window`), so a patch cut by a tile edge is judged whole: a patch with a
+    pixel in the tile that is smaller than the unit lies wholly within ``halo >= min_px - 1``
+    pixels of it, and one the window cuts has more pixels in it than the unit. The class a
+    removed patch takes (its largest neighbour's) is judged within the window.
+    """
+    ny, nx = tile.geobox.shape.yx
+    ids = [r.id for r in regions]
+    masks = rasterize_regions(regions, tile.geobox)
+    area = pixel_area_m2(tile.geobox)
+    expected = pixel_coverage(tile, plan)
+    failed = list(raw.failed_items)
+    failed_obs = pixel_coverage(tile, plan, failed) if failed else np.zeros_like(expected)
+    a = raw.arrays
+    codes, _ = sieve_codes(window, min_px)
+    codes = np.ascontiguousarray(codes[halo : halo + ny, halo : halo + nx])
+    part = aggregate_tile(tile.id, codes, model.classes, ids, masks, area, expected, failed_obs, failed, target_prob=a["prob"])
+    part.sieved_pixels = int((codes != a["codes_raw"]).sum())
+    target = model.classes.index(model.target_class) + 1
+    r0, c0 = tile_offsets(tile, plan)
+    layers = TileLayers(
+        row_off=r0, col_off=c0, target=codes == target, target_raw=a["codes_raw"] == target, prob=a["prob"],
+        first_day=a["first_day"], last_day=a["last_day"], pixel_area=area, region_masks=masks,
+    )
+    plots = {f"plot_{k}": v for k, v in tile_patches(layers).items()}
+    return part, {"class": codes, **a, **plots}
