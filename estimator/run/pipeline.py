@@ -7,7 +7,9 @@ A rerun of the same job finds finished tiles on disk and does not redo them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,10 +25,11 @@ from estimator.location import RunLocation, write_json, write_text
 from estimator.regions.geometry import Region, regions_bbox, to_crs
 from estimator.regions.job import job_regions
 from estimator.report.run_report import render_report_md
-from estimator.run.checkpoints import TileStore, job_key, plot_layers
+from estimator.run.checkpoints import TileStore, job_key, plot_pieces
 from estimator.run.cluster import connect_client, dask_context, map_tiles, tiles_computing
+from estimator.run.finishing import TileFinisher
 from estimator.run.manifest import Timer, build_manifest
-from estimator.run.outputs import write_maps
+from estimator.run.outputs import MapStage
 from estimator.run.rundir import (
     MANIFEST_FILE,
     RETIRED_DIR,
@@ -45,7 +48,7 @@ from estimator.stages.classify import ModelRef, make_predictor, model_plugin
 from estimator.stages.estimate import apply_coverage, mapped_records
 from estimator.stages.load import configure_gdal
 from estimator.stages.model import Model, load_model
-from estimator.stages.plan import Tile, make_plan, warn_uncovered_regions
+from estimator.stages.plan import Plan, Tile, make_plan, warn_uncovered_regions
 from estimator.stages.plots import make_plots, write_plots
 from estimator.stages.search import search_items
 from estimator.synthetic import SYNTHETIC_PROPERTY
@@ -165,72 +168,43 @@ def _run(
     mark_run_location(location)
     configure_gdal()
     reused: set[str] = set()
+    # Maps are staged as tiles are finished, beside the checkpoints (a local run's disk).
+    stage_dir = tempfile.TemporaryDirectory(prefix=".maps-", dir=location.local) if location.local else tempfile.TemporaryDirectory()
     # One bar in tiles: a tile is read, classified and checkpointed in one go.
     bar = tqdm(total=len(plan.tiles), desc="tiles", unit="tile", disable=not progress)
-    with timer("tiles"), bar:
-        # Install the model on every worker once (and on any that restarts or joins), not
-        # inside each tile's graph; tasks refer to it by its sha256.
-        estimator: Any = make_predictor(model, cascade=job.classify.cascade)
-        if client is not None:
-            key = f"{model.identity[:40]}-cascade{int(job.classify.cascade)}"
-            client.register_plugin(model_plugin(key, estimator))
-            estimator = ModelRef(key)
-        todo = []
-        done: dict[str, TilePartial] = {}
-        for tile in plan.tiles:
-            prev = store.done(tile.id)
-            if prev is None:
-                todo.append(tile)
-            else:
-                done[tile.id] = prev
-                reused.add(tile.id)
-                bar.update(1)
-
-        # A few tiles compute at once (see tiles_computing); as many again wait for a slot
-        # or finish in the client (minimum mapping unit, sums, checkpoint), so that work
-        # overlaps the next tiles' pixels instead of leaving the cores idle.
-        computing = tiles_computing(client, job)
-        compute_slot = threading.BoundedSemaphore(computing)
-
-        def work(tile: Tile) -> TilePartial:
-            part, arrays = process_tile(tile, plan, items, regions, model, estimator, job, compute_slot)
-            store.save(part, arrays)  # checkpoint as soon as the tile is finished
-            bar.update(1)
-            return part
-
-        for part in map_tiles(work, todo, 2 * computing):
-            done[part.tile_id] = part
-        partials = [done[t.id] for t in plan.tiles]
-    with timer("reduce"):
-        totals = reduce_partials(partials, [r.id for r in regions])
-        records = mapped_records(
-            totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic,
-            target_class=model.target_class,
-        )
-        apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
-    # The outputs are written aside and committed as a set, the manifest last (its presence
-    # marks a complete run); what assess and compare derived from the previous run is retired.
-    run_id = new_run_id()
-    retired: list[str] = []
-    with location.staged(last=MANIFEST_FILE, before_commit=lambda: retired.extend(retire_derived(location))) as run_dir:
-        with timer("outputs"):
-            write_maps(
-                run_dir, plan, store.array, model.classes, model.target_class,
-                outlines=[(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions],
-                title=f"Class map {job.period.label}", synthetic=synthetic, class_tags={RUN_ID_TAG: run_id},
+    with stage_dir as stage_path, contextlib.ExitStack() as stack:
+        maps = MapStage(plan.grid, model.target_class, Path(stage_path))
+        stack.callback(maps.close)
+        partials = _tiles(job, plan, items, regions, model, store, maps, client, timer, bar, reused)
+        with timer("reduce"):
+            totals = reduce_partials(partials, [r.id for r in regions])
+            records = mapped_records(
+                totals, regions, model.classes, period=job.period.label, model_id=model.model_id, synthetic=synthetic,
+                target_class=model.target_class,
             )
-        with timer("plots"):
-            target_code = model.classes.index(model.target_class) + 1
-            plots = make_plots(
-                plot_layers(store, plan, regions, target_code), grid_affine=plan.grid.affine, crs=str(plan.grid.crs),
-                region_ids=[r.id for r in regions], synthetic=synthetic,
-            )
-            write_plots(run_dir, plots.frame)
-        manifest = {RUN_ID_TAG: run_id, **build_manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)}
-        meta = {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id, RUN_ID_TAG: run_id}
-        write_estimates(run_dir, records, meta)
-        write_json(run_dir / MANIFEST_FILE, manifest)
-        write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
+            apply_coverage(records, job.coverage.unobserved, job.coverage.transfer_uncertainty)
+        # The outputs are written aside and committed as a set, the manifest last (its presence
+        # marks a complete run); what assess and compare derived from the previous run is retired.
+        run_id = new_run_id()
+        retired: list[str] = []
+        with location.staged(last=MANIFEST_FILE, before_commit=lambda: retired.extend(retire_derived(location))) as run_dir:
+            with timer("outputs"):
+                maps.finish(
+                    run_dir, model.classes,
+                    outlines=[(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions],
+                    title=f"Class map {job.period.label}", synthetic=synthetic, class_tags={RUN_ID_TAG: run_id},
+                )
+            with timer("plots"):
+                plots = make_plots(
+                    plot_pieces(store, plan), grid_affine=plan.grid.affine, crs=str(plan.grid.crs),
+                    region_ids=[r.id for r in regions], synthetic=synthetic,
+                )
+                write_plots(run_dir, plots.frame)
+            manifest = {RUN_ID_TAG: run_id, **build_manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)}
+            meta = {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id, RUN_ID_TAG: run_id}
+            write_estimates(run_dir, records, meta)
+            write_json(run_dir / MANIFEST_FILE, manifest)
+            write_text(run_dir / "report.md", render_report_md(records, manifest, target_class=model.target_class, truth=truth))
     if retired:
         warnings.warn(
             f"{location}: {', '.join(retired)} described the previous run, not this one; moved to "
@@ -240,3 +214,66 @@ def _run(
         )
     store.prune_others()
     return Run(location.output, records, Manifest(manifest), tiles_reused=len(reused), retired=retired)
+
+
+def _tiles(
+    job: JobConfig,
+    plan: Plan,
+    items: Mapping[str, Any],
+    regions: Sequence[Region],
+    model: Model,
+    store: TileStore,
+    maps: MapStage,
+    client: Any,
+    timer: Timer,
+    bar: Any,
+    reused: set[str],
+) -> list[TilePartial]:
+    """Every tile's partial, in plan order: finished ones from disk, the others computed,
+    each finished (minimum mapping unit, sums, plots, map blocks) once its neighbours are
+    classified too."""
+    with timer("tiles"), bar:
+        # Install the model on every worker once (and on any that restarts or joins), not
+        # inside each tile's graph; tasks refer to it by its sha256.
+        estimator: Any = make_predictor(model, cascade=job.classify.cascade)
+        if client is not None:
+            key = f"{model.identity[:40]}-cascade{int(job.classify.cascade)}"
+            client.register_plugin(model_plugin(key, estimator))
+            estimator = ModelRef(key)
+        finisher = TileFinisher(plan, regions, model, job, store, maps, on_done=lambda part: bar.update(1))
+        todo: list[Tile] = []
+        classified: list[str] = []
+        done: dict[str, TilePartial] = {}
+        for tile in plan.tiles:
+            prev = store.done(tile.id)
+            if prev is not None:
+                done[tile.id] = prev
+                reused.add(tile.id)
+                maps.add(tile.geobox, store.arrays(tile.id, "class", "prob", "n_clear"))
+                bar.update(1)
+            elif store.raw(tile.id) is not None:
+                classified.append(tile.id)
+            else:
+                todo.append(tile)
+        for part in finisher.resume(done, classified):
+            done[part.tile_id] = part
+
+        # A few tiles compute at once (see tiles_computing); as many again wait for a slot
+        # or finish in the client (minimum mapping unit, sums, plots, map blocks,
+        # checkpoint), so that work overlaps the next tiles' pixels instead of leaving the
+        # cores idle.
+        computing = tiles_computing(client, job)
+        compute_slot = threading.BoundedSemaphore(computing)
+
+        def work(tile: Tile) -> list[TilePartial]:
+            raw = process_tile(tile, plan, items, regions, model, estimator, job, compute_slot)
+            return finisher.classified(tile.id, raw)
+
+        for parts in map_tiles(work, todo, 2 * computing):
+            done.update((p.tile_id, p) for p in parts)
+        left = finisher.unfinished()
+        if left:
+            raise RuntimeError(f"tiles {', '.join(left[:5])} were classified but never finished")
+        return [done[t.id] for t in plan.tiles]
+
+
