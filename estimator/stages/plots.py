@@ -7,13 +7,13 @@ Rules, so that the vectors and the map's hectares never disagree:
 - A **below-MMU patch** (``below_mmu = true``) is a 4-connected patch of pixels the
   classifier called the target class but the minimum mapping unit (``classify.min_patch_ha``)
   gave to a neighbouring class. They are kept, flagged, so nothing disappears silently; they
-  are not counted in the map's (nor the estimates') area. The MMU is applied per tile, so a
-  patch cut by a tile edge may leave a flagged piece beside a plot.
+  are not counted in the map's (nor the estimates') area. The MMU judges a patch cut by a
+  tile edge whole (each tile is sieved with a margin of its neighbours' classes).
 - Areas are true ground areas: sums of per-pixel areas (:func:`~estimator.grid.pixel_area_m2`),
   not planar polygon areas.
-- A patch crossing a tile edge is one feature: tiles are polygonized one at a time (memory
-  bounded by a tile plus the vectors), each keeps its four border rows/columns of patch
-  labels, and patches whose pixels are 4-adjacent across an edge are joined afterwards
+- A patch crossing a tile edge is one feature: tiles are polygonized one at a time
+  (:func:`tile_patches`, as each tile is finished; memory bounded by a tile plus the
+  vectors), each keeps its four border rows/columns of patch labels, and patches whose pixels are 4-adjacent across an edge are joined afterwards
   (connected components over those pixel pairs, then a polygon union).
 - ``region`` is the region holding the largest share of a plot's area (pixel-centre rule,
   as in the estimates); ``regions`` lists every region it touches, largest share first.
