@@ -131,6 +131,11 @@ def main() -> None:
     ap.add_argument("--trees", type=int, default=30)
     ap.add_argument("--depth", type=int, default=12)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--scaling", type=int, default=0, metavar="N",
+        help="also run the job N times on a LocalCluster of 1 and of 2 workers x 1 thread, the items' "
+        "assets as local file paths (no COG server process), and print the speed-up (default 0: not run)",
+    )
     args = ap.parse_args()
 
     say(f"code: {_git_state()}")
@@ -166,6 +171,7 @@ def main() -> None:
                 rows[name].append(fn(store, plan, regions, list(model.classes), model.target_class, outlines, dst))
                 say(f"  {name} {i + 1}/{args.repeat}: {rows[name][-1]}")
         alone, changed, differ = _unit_difference(store, plan, job)
+        scaling = _scaling(world.root, job_path, tmp, args.scaling) if args.scaling else {}
 
     med = statistics.median
 
@@ -189,8 +195,57 @@ def main() -> None:
     print(f"| moved into the tiles phase: vectorising tiles (all tiles) | | {m('new', 'moved_vectorise'):.2f} s |")
     print(f"| plots + below-MMU patches | {m('today', 'n_plots'):.0f} | {m('new', 'n_plots'):.0f} |")
     print()
+    if scaling:
+        print()
+        print(f"LocalCluster, workers x 1 thread, items as local files (no COG server); medians of {args.scaling}")
+        print()
+        print("| workers | wall | tiles stage | after the tiles (reduce + outputs + plots) |")
+        print("|---|---:|---:|---:|")
+        for n, runs_ in scaling.items():
+            print(f"| {n} | {med([r['wall'] for r in runs_]):.1f} s | {med([r['tiles'] for r in runs_]):.1f} s | "
+                  f"{med([r['tail'] for r in runs_]):.1f} s |")
+        w1, w2 = med([r["wall"] for r in scaling[1]]), med([r["wall"] for r in scaling[2]])
+        t1, t2 = med([r["tiles"] for r in scaling[1]]), med([r["tiles"] for r in scaling[2]])
+        print(f"\n2 workers vs 1: {w1 / w2:.2f}x (tiles stage alone {t1 / t2:.2f}x); runs {json.dumps(scaling)}")
     print(f"minimum mapping unit: {alone} px changed with each tile sieved alone (today), {changed} px with the "
           f"neighbours' edges (new); {differ} px classed differently ({differ / (mpix * 1e6):.2e} of the pixels)")
+
+
+def _scaling(world_root: Path, job_path: Path, tmp: Path, n: int) -> dict[int, list[dict[str, float]]]:
+    """The job on 1 and 2 single-thread workers, its items' assets as local file paths: the
+    STAC API (``rustac``) answers the search and then idles, and no server process serves
+    pixels on the cores the workers need."""
+    from distributed import LocalCluster
+
+    from estimator.testing.servers import read_world_stac, relocate, start_stac_server
+
+    collection, items = read_world_stac(world_root / "stac")
+    base = str(world_root.resolve())
+    stac = start_stac_server(relocate(collection, base), (relocate(i, base) for i in items), tmp / "stac-local")
+    out: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    try:
+        data = yaml.safe_load(job_path.read_text())
+        data["stac"]["url"] = stac.url
+        local_job = load_job_data(data, tmp / "job-local.yaml")
+        for i in range(n):
+            for workers in (1, 2):
+                with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster:
+                    job = local_job.model_copy(update={"output": tmp / f"scaling-{workers}-{i}"})
+                    t0 = time.perf_counter()
+                    res = run(job, scheduler=cluster.scheduler_address, progress=False)
+                    wall = time.perf_counter() - t0
+                tm = read_manifest(res.run_dir)["timings_s"]
+                tail = sum(float(tm.get(k, 0.0)) for k in ("reduce", "outputs", "plots"))
+                out[workers].append({"wall": wall, "tiles": float(tm["tiles"]), "tail": tail})
+                say(f"  {workers} worker(s) {i + 1}/{n}: {out[workers][-1]}")
+    finally:
+        stac.stop()
+    return out
+
+
+def load_job_data(data: dict[str, Any], path: Path) -> Any:
+    path.write_text(yaml.safe_dump(data))
+    return load_job(path)
 
 
 def _job_plan(job: Any, regions: Any) -> Any:
