@@ -13,6 +13,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -188,18 +189,24 @@ def _run(
         run_id = new_run_id()
         retired: list[str] = []
         with location.staged(last=MANIFEST_FILE, before_commit=lambda: retired.extend(retire_derived(location))) as run_dir:
-            with timer("outputs"):
-                maps.finish(
-                    run_dir, model.classes,
-                    outlines=[(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions],
-                    title=f"Class map {job.period.label}", synthetic=synthetic, class_tags={RUN_ID_TAG: run_id},
-                )
-            with timer("plots"):
-                plots = make_plots(
-                    plot_pieces(store, plan), grid_affine=plan.grid.affine, crs=str(plan.grid.crs),
-                    region_ids=[r.id for r in regions], synthetic=synthetic,
-                )
-                write_plots(run_dir, plots.frame)
+            # The COGs (GDAL, off the GIL) are written while the plots are joined and written.
+            def write_cogs() -> None:
+                with timer("outputs"):
+                    maps.finish(
+                        run_dir, model.classes,
+                        outlines=[(r.id, to_crs(r.geometry, str(plan.grid.crs))) for r in regions],
+                        title=f"Class map {job.period.label}", synthetic=synthetic, class_tags={RUN_ID_TAG: run_id},
+                    )
+
+            with ThreadPoolExecutor(1, thread_name_prefix="cogs") as pool:
+                cogs = pool.submit(write_cogs)
+                with timer("plots"):
+                    plots = make_plots(
+                        plot_pieces(store, plan), grid_affine=plan.grid.affine, crs=str(plan.grid.crs),
+                        region_ids=[r.id for r in regions], synthetic=synthetic,
+                    )
+                    write_plots(run_dir, plots.frame)
+                cogs.result()
             manifest = {RUN_ID_TAG: run_id, **build_manifest(job, regions, model, found, plan, partials, reused, synthetic, timer, plots)}
             meta = {"period": job.period.label, "synthetic": synthetic, "model_id": model.model_id, RUN_ID_TAG: run_id}
             write_estimates(run_dir, records, meta)
