@@ -151,7 +151,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    say(f"code: {_git_state()}")
+    code = _git_state()
+    say(f"code: {code}")
     world = make_fullsize_world(args.out, FullsizeSpec(args.size, args.dates, min(args.base, args.size), 7))
     fit = {"n_estimators": args.trees, "max_depth": args.depth, "seed": 0}
     runs = args.out / "runs"
@@ -196,7 +197,7 @@ def main() -> None:
     mpix = sum(int(np.prod(t.geobox.shape.yx)) for t in plan.tiles) / 1e6
     print()
     print(f"SYNTHETIC full-size world {args.size} px, {args.dates} dates; job {len(plan.tiles)} tiles of {args.tile_size} px "
-          f"({mpix:.1f} Mpix); model {args.trees} trees depth {args.depth}; code {_git_state()}; medians of {args.repeat}")
+          f"({mpix:.1f} Mpix); model {args.trees} trees depth {args.depth}; code {code}; medians of {args.repeat}")
     print(f"the job itself (new code, local threads): {wall:.1f} s; timings_s {json.dumps(timings)}")
     print()
     print("| after the last tile | today | new |")
