@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=1024)
     ap.add_argument("--trees", type=int, default=30)
     ap.add_argument("--depth", type=int, default=12)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="repeats of the tail comparison (0: only --scaling)")
     ap.add_argument(
         "--scaling", type=int, default=0, metavar="N",
         help="also run the job N times on a LocalCluster of 1 and of 2 workers x 1 thread, the items' "
@@ -164,6 +164,10 @@ def main() -> None:
         model_dir = _ensure_model(world, served.stac_url, args.out, fit, tmp)
         job_path = tmp / "job.yaml"
         job_path.write_text(yaml.safe_dump(_job_yaml(world, served.stac_url, model_dir, args.tile_size, args.chunk_size)))
+        if args.repeat == 0:  # only the scaling runs
+            scaling = _scaling(world.root, job_path, tmp, args.scaling)
+            _print_scaling(scaling, args.scaling, code)
+            return
         job = load_job(job_path).model_copy(update={"output": tmp / "job"})
         say("the job, local threads ...")
         t0 = time.perf_counter()
@@ -210,19 +214,24 @@ def main() -> None:
     print(f"| plots + below-MMU patches | {m('today', 'n_plots'):.0f} | {m('new', 'n_plots'):.0f} |")
     print()
     if scaling:
-        print()
-        print(f"LocalCluster, workers x 1 thread, items as local files (no COG server); medians of {args.scaling}")
-        print()
-        print("| workers | wall | tiles stage | after the tiles (reduce + outputs + plots) |")
-        print("|---|---:|---:|---:|")
-        for n, runs_ in scaling.items():
-            print(f"| {n} | {med([r['wall'] for r in runs_]):.1f} s | {med([r['tiles'] for r in runs_]):.1f} s | "
-                  f"{med([r['tail'] for r in runs_]):.1f} s |")
-        w1, w2 = med([r["wall"] for r in scaling[1]]), med([r["wall"] for r in scaling[2]])
-        t1, t2 = med([r["tiles"] for r in scaling[1]]), med([r["tiles"] for r in scaling[2]])
-        print(f"\n2 workers vs 1: {w1 / w2:.2f}x (tiles stage alone {t1 / t2:.2f}x); runs {json.dumps(scaling)}")
+        _print_scaling(scaling, args.scaling, code)
     print(f"minimum mapping unit: {alone} px changed with each tile sieved alone (today), {changed} px with the "
           f"neighbours' edges (new); {differ} px classed differently ({differ / (mpix * 1e6):.2e} of the pixels)")
+
+
+def _print_scaling(scaling: dict[int, list[dict[str, float]]], n: int, code: str) -> None:
+    med = statistics.median
+    print()
+    print(f"LocalCluster, workers x 1 thread, items as local files (no COG server); code {code}; medians of {n}")
+    print()
+    print("| workers | wall | tiles stage | after the tiles (reduce + outputs + plots) |")
+    print("|---|---:|---:|---:|")
+    for w, runs_ in scaling.items():
+        print(f"| {w} | {med([r['wall'] for r in runs_]):.1f} s | {med([r['tiles'] for r in runs_]):.1f} s | "
+              f"{med([r['tail'] for r in runs_]):.1f} s |")
+    w1, w2 = med([r["wall"] for r in scaling[1]]), med([r["wall"] for r in scaling[2]])
+    t1, t2 = med([r["tiles"] for r in scaling[1]]), med([r["tiles"] for r in scaling[2]])
+    print(f"\n2 workers vs 1: {w1 / w2:.2f}x (tiles stage alone {t1 / t2:.2f}x); runs {json.dumps(scaling)}")
 
 
 def _scaling(world_root: Path, job_path: Path, tmp: Path, n: int) -> dict[int, list[dict[str, float]]]:
