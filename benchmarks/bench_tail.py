@@ -243,7 +243,9 @@ def _scaling(world_root: Path, job_path: Path, tmp: Path, n: int) -> dict[int, l
     from estimator.testing.servers import read_world_stac, relocate, start_stac_server
 
     collection, items = read_world_stac(world_root / "stac")
-    base = str(world_root.resolve())
+    # file:// URLs: a bare path would be resolved against the API's address by pystac;
+    # rasterio opens file:// URLs as local files.
+    base = world_root.resolve().as_uri()
     stac = start_stac_server(relocate(collection, base), (relocate(i, base) for i in items), tmp / "stac-local")
     out: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     try:
