@@ -97,6 +97,9 @@ class TileStore:
         failed = tuple(str(i) for i in arrays.pop("failed_items"))
         return RawTile(arrays, failed)
 
+    def has_raw(self, tile_id: str) -> bool:
+        return self.location.exists(self._rel(tile_id, "raw.npz"))
+
     def codes_raw(self, tile_id: str) -> np.ndarray:
         """A tile's class codes before the minimum mapping unit, from its classified or its
         finished checkpoint (a tile's halo for its neighbours)."""

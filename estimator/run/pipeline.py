@@ -258,7 +258,7 @@ def _tiles(
                 reused.add(tile.id)
                 maps.add(tile.geobox, store.arrays(tile.id, "class", "prob", "n_clear"))
                 bar.update(1)
-            elif store.raw(tile.id) is not None:
+            elif store.has_raw(tile.id):
                 classified.append(tile.id)
             else:
                 todo.append(tile)
