@@ -41,7 +41,7 @@ from estimator.run.rundir import (
     retire_derived,
     write_estimates,
 )
-from estimator.run.tiles import inside_regions, process_tile, tile_observations
+from estimator.run.tiles import finish_tile, inside_regions, process_tile, tile_observations
 from estimator.stages.aggregate import TilePartial, reduce_partials
 from estimator.stages.classify import model_plugin
 from estimator.stages.estimate import mapped_records
@@ -175,7 +175,11 @@ def run_strata(
         compute_slot = threading.BoundedSemaphore(tiles_computing(client, job))
 
         def work(tile: Any) -> TilePartial:
-            part, arrays = process_tile(tile, plan, items, regions, model, estimator, tile_job, compute_slot)
+            raw = process_tile(tile, plan, items, regions, model, estimator, tile_job, compute_slot)
+            if raw.final is not None:
+                part, arrays = raw.final, raw.arrays
+            else:  # no minimum mapping unit: nothing to wait for from the neighbouring tiles
+                part, arrays = finish_tile(tile, plan, regions, model, raw, raw.arrays["codes_raw"], 0, 0)
             store.save(part, arrays)
             bar.update(1)
             return part
