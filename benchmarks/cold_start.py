@@ -15,8 +15,8 @@ SYNTHETIC.
 
 The second round (``--second-round``, on the outputs of a first run of this script): from the
 first model's map (`run-model`), samples drawn with `--design target-area` at each n, labelled
-by the oracle and assessed. Units that fall on a pixel the first model was trained on are
-dropped before `assess` (which refuses them) and counted: the sampler does not exclude them.
+by the oracle and assessed. The sampler replaces units that fall on a pixel the first model
+was trained on (which `assess` refuses) by the next ones drawn; their count is printed.
 
     python benchmarks/cold_start.py --seeds 101 102 103 --draws 6 --out /tmp/cold-bench --second-round
 """
@@ -126,23 +126,18 @@ def first_model(world: Any, stac_url: str, out: Path, first_sample: Path | None,
 
 def second_round(seed: int, out: Path, ns: list[int], draws: int) -> dict[str, Any]:
     """Target-area samples from the first model's map: coverage and half-width per n."""
-    from estimator.stats.reference import reference_units_of_run, trained_on
     from estimator.stats.target_design import draw_target_sample
 
     world = generate_world(out / "world", preset_spec("hard", seed=seed))
     truth = {rid: r["area_ha"]["coca"] for rid, r in json.loads(world.truth_path.read_text())["regions"].items()}
     run_dir = out / "run-model"
     rd = open_run(run_dir)
-    trained = reference_units_of_run(rd.manifest)
     res: dict[str, Any] = {"seed": seed, "role": "development" if seed in DEV_SEEDS else "report", "draws": {}, "dropped": {}}
     for n in ns:
         rows, dropped = [], []
         for d in range(draws):
             fc = draw_target_sample(rd, n=n, seed=1000 + d)
-            props = [f["properties"] for f in fc["features"]]
-            hit = {i for i, _ in trained_on(trained, rd.grid, [p["row"] for p in props], [p["col"] for p in props])}
-            fc["features"] = [f for i, f in enumerate(fc["features"]) if i not in hit]
-            dropped.append(len(hit))
+            dropped.append(fc["sampling"]["excluded_trained"])
             path = out / f"round2-n{n}-d{d}.geojson"
             write_json(path, label_with_truth(fc, world, seed=d))
             for r in assess_run(run_dir, path)["records"]:
@@ -207,7 +202,7 @@ def main() -> None:
         for seed in args.seeds:
             t = time.perf_counter()
             rounds.append(second_round(seed, args.out / f"seed{seed}", args.n, args.draws))
-            print(f"seed {seed}: {time.perf_counter() - t:.0f} s, units dropped (trained on): {rounds[-1]['dropped']}", flush=True)
+            print(f"seed {seed}: {time.perf_counter() - t:.0f} s, drawn units replaced (trained on): {rounds[-1]['dropped']}", flush=True)
             write_json(args.out / "round2.json", rounds)
         print("SYNTHETIC hard world, second round: target-area samples from the first model's map (oracle labels)")
         print(summarise([{**r, "first_model": None} for r in rounds], args.n).split("\n\n")[0])

@@ -197,6 +197,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     print(f"{len(drawn)} sample units in {len(sampling['strata'])} strata written to {args.out}")
     for rid, se in (sampling.get("anticipated_se_ha") or {}).items():
         print(f"  {rid}: anticipated SE of the {sampling['target_class']} area {se:.1f} ha")
+    if sampling.get("excluded_trained"):
+        print(f"{sampling['excluded_trained']} drawn unit(s) lay on pixels the run's model was trained on "
+              "(assess refuses them); the next units drawn in their strata took their place")
     if sampling["synthetic"]:
         print("SYNTHETIC demo run: the sample points lie in a generated world")
     return 0

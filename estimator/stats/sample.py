@@ -31,13 +31,14 @@ from estimator.errors import EstimatorError
 from estimator.location import check_writable, write_json
 from estimator.run.rundir import Run, RunDir, open_run
 from estimator.stats.area import allocate, sample_size
+from estimator.stats.reference import reference_units_of_run, trained_on
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
 __all__ = [
-    "LABEL_FIELDS", "MAX_SAMPLE_N", "SAMPLE_SCHEMA", "Stratum", "draw_sample", "sample_frame", "sample_run", "stratum_id",
-    "stratum_table",
+    "LABEL_FIELDS", "MAX_SAMPLE_N", "SAMPLE_SCHEMA", "Stratum", "draw_ranks", "draw_sample", "keep_allocated", "sample_frame",
+    "sample_run", "stratum_id", "stratum_table", "trained_units",
 ]
 
 SAMPLE_SCHEMA = 1
@@ -166,6 +167,50 @@ def stratum_table(run: RunDir, by_region: bool = True, progress: bool = False) -
     return out, cells
 
 
+def trained_units(run: RunDir) -> list[dict[str, Any]]:
+    """The reference units the run's model was trained on (``assess`` refuses them)."""
+    return reference_units_of_run(run.manifest)
+
+
+def draw_ranks(rng: np.random.Generator, sizes: Sequence[int], alloc: Sequence[int] | np.ndarray, spare: int) -> list[np.ndarray]:
+    """Per stratum, the running indices of the pixels to pick, in the order drawn.
+
+    ``spare`` more than the allocation are drawn where the stratum has them, so that units
+    on pixels the model was trained on can be replaced by the next ones drawn (see
+    :func:`keep_allocated`); without such pixels (``spare`` 0) the draw is the plain one."""
+    return [rng.choice(int(n), size=int(min(a + spare, n)) if spare else int(a), replace=False) for n, a in zip(sizes, alloc, strict=True)]
+
+
+def keep_allocated(
+    run: RunDir, trained: Sequence[Mapping[str, Any]], draws: Sequence[np.ndarray], alloc: Sequence[int] | np.ndarray,
+    row: np.ndarray, col: np.ndarray, sidx: np.ndarray, rank: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Which picked pixels to keep: per stratum the first ``alloc`` in draw order that are not
+    pixels the model was trained on. Returns the mask and how many of the first ``alloc``
+    drawn were such pixels (replaced by the next ones drawn).
+
+    Dropping a drawn unit and taking the next one drawn is simple random sampling from the
+    stratum without those pixels; the stratum's size still counts them (a handful of pixels
+    in strata of thousands), which the sample's ``sampling.excluded_trained`` records."""
+    if not trained:
+        return np.ones(row.size, dtype=bool), 0
+    bad = np.zeros(row.size, dtype=bool)
+    bad[[i for i, _ in trained_on(trained, run.grid, row.tolist(), col.tolist())]] = True
+    keep = np.zeros(row.size, dtype=bool)
+    replaced = 0
+    for j, a in enumerate(alloc):
+        mine = np.flatnonzero(sidx == j)
+        if not mine.size:
+            continue
+        by_value = np.argsort(draws[j])
+        position = by_value[np.searchsorted(draws[j][by_value], rank[mine])]  # where each pick came in the draw
+        replaced += int((bad[mine] & (position < int(a))).sum())  # in the plain draw, refused by assess
+        ok = mine[~bad[mine]]
+        ok_pos = position[~bad[mine]]
+        keep[ok[np.argsort(ok_pos, kind="stable")[: int(a)]]] = True
+    return keep, replaced
+
+
 def draw_sample(
     run: RunDir,
     *,
@@ -209,7 +254,9 @@ def draw_sample(
             raise EstimatorError(f"--n {n:,} exceeds the {int(sizes.sum()):,} observed pixels inside the regions; lower --n")
     alloc = allocate(sizes, n, min_per_stratum)
     rng = np.random.default_rng(seed)
-    ranks = [np.sort(rng.choice(s.pixels, size=int(a), replace=False)) for s, a in zip(strata, alloc, strict=True)]
+    trained = trained_units(run)
+    draws = draw_ranks(rng, [s.pixels for s in strata], alloc, sum(len(t.get("units") or ()) for t in trained))
+    ranks = [np.sort(d) for d in draws]
 
     # Pass 2: walk the same blocks in the same order, counting each stratum's pixels, and
     # keep those whose running index was drawn.
@@ -223,6 +270,7 @@ def draw_sample(
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     which: list[np.ndarray] = []
+    picked_ranks: list[np.ndarray] = []
     for b in tqdm(list(run.blocks()), desc="draw sample", unit="block", disable=not progress, leave=False):
         block_strata = _block_strata(run, b.codes, b.regions, cells)
         for raw, j in index_of.items():
@@ -236,9 +284,12 @@ def draw_sample(
                 rows.append(rr[hit] + b.row_off)
                 cols.append(cc[hit] + b.col_off)
                 which.append(np.full(int(hit.sum()), j))
+                picked_ranks.append(pos[hit])
     row = np.concatenate(rows)
     col = np.concatenate(cols)
     sidx = np.concatenate(which)
+    keep, excluded = keep_allocated(run, trained, draws, alloc, row, col, sidx, np.concatenate(picked_ranks))
+    row, col, sidx = row[keep], col[keep], sidx[keep]
     order = np.lexsort((col, row, sidx))
     row, col, sidx = row[order], col[order], sidx[order]
     x, y = run.pixel_xy(row, col)
@@ -301,6 +352,7 @@ def draw_sample(
             "instructions": "Label each point's reference class (one of the classes listed here) in interpreter_1 "
             "and interpreter_2 independently; set consensus where they disagree.",
             "classes": list(run.reference_classes),
+            "excluded_trained": excluded,
             **sampling_extra,
         },
     }

@@ -64,7 +64,16 @@ from estimator.errors import EstimatorError
 from estimator.run.rundir import RunDir
 from estimator.stages.model import file_sha256
 from estimator.stats.area import allocate
-from estimator.stats.sample import LABEL_FIELDS, MAX_SAMPLE_N, SAMPLE_SCHEMA, _block_strata, _cell_regions
+from estimator.stats.sample import (
+    LABEL_FIELDS,
+    MAX_SAMPLE_N,
+    SAMPLE_SCHEMA,
+    _block_strata,
+    _cell_regions,
+    draw_ranks,
+    keep_allocated,
+    trained_units,
+)
 
 __all__ = [
     "DEFAULT_STRATA_PER_REGION",
@@ -430,10 +439,12 @@ def draw_target_sample(
         n = size_for_target_se(strata, [r.id for r in run.regions], float(target_se_ha or 0), min_per_stratum)
     alloc = allocation(strata, n, min_per_stratum)
     rng = np.random.default_rng(seed)
-    ranks = [np.sort(rng.choice(s.pixels, size=int(a), replace=False)) for s, a in zip(strata, alloc, strict=True)]
+    trained = trained_units(run)
+    draws = draw_ranks(rng, [s.pixels for s in strata], alloc, sum(len(t.get("units") or ()) for t in trained))
+    ranks = [np.sort(d) for d in draws]
 
     seen = np.zeros(len(strata), dtype=np.int64)
-    picked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    picked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for b in tqdm(list(run.blocks(target_buffer=buffer_px)), desc="draw sample", unit="block", disable=not progress, leave=False):
         assert b.probability is not None and b.near_target is not None
         cell = _block_strata(run, (b.codes > 0).astype(np.uint8), b.regions, layout.cells, k=1)
@@ -454,8 +465,10 @@ def draw_target_sample(
             seen[j] += flat.size
             if hit.any():
                 rr, cc = np.unravel_index(flat[hit], bs.shape)
-                picked.append((rr + b.row_off, cc + b.col_off, np.full(rr.size, j), b.codes[rr, cc]))
-    row, col, sidx, code = (np.concatenate(a) for a in zip(*picked, strict=True))
+                picked.append((rr + b.row_off, cc + b.col_off, np.full(rr.size, j), b.codes[rr, cc], (seen[j] - flat.size + np.arange(flat.size))[hit]))
+    row, col, sidx, code, rank = (np.concatenate(a) for a in zip(*picked, strict=True))
+    keep, excluded = keep_allocated(run, trained, draws, alloc, row, col, sidx, rank)
+    row, col, sidx, code = row[keep], col[keep], sidx[keep], code[keep]
     o = np.lexsort((col, row, sidx))
     row, col, sidx, code = row[o], col[o], sidx[o], code[o]
     x, y = run.pixel_xy(row, col)
@@ -488,6 +501,7 @@ def draw_target_sample(
             "strata_per_region": None if bins is not None else strata_per_region,
             "anticipation": {cell: {"a": round(a.a, 6), "b": round(a.b, 6), "source": a.source} for cell, a in layout.anticipation.items()},
             "buffer_px": buffer_px,
+            "excluded_trained": excluded,
             "target_se_ha": target_se_ha,
             "anticipated_se_ha": {r.id: round(anticipated_se_ha(strata, alloc, r.id), 4) for r in run.regions if any(r.id in s.regions for s in strata)},
             "run": str(run.path),

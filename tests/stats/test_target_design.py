@@ -217,3 +217,35 @@ def test_allocation_accounts_for_the_zero_cell_floor():
                 moved[i] -= 1
                 moved[j] += 1
                 assert anticipated_se_ha(strata, moved) >= best - 1e-9
+
+
+@pytest.mark.parametrize("design", ["target-area", "class"])
+def test_a_second_sample_never_lands_on_pixels_the_model_was_trained_on(tmp_path, design):
+    # Round 2 of the cold start: the model was trained on round 1's units; `assess` refuses a
+    # sample holding any of them, so the sampler takes the next units drawn instead.
+    from estimator.stats.sample import draw_sample
+
+    prob = np.full((30, 30), 0.002)
+    prob[10:20, 10:20] = 0.3
+    codes = np.full((30, 30), 2, dtype=np.uint8)
+    codes[prob >= 0.3] = 1
+
+    def draw(run):
+        if design == "target-area":
+            return draw_target_sample(run, n=90, min_per_stratum=5, seed=1)
+        return draw_sample(run, n=90, min_per_stratum=5, seed=1)
+
+    first = draw(_tiny_run(tmp_path, prob, codes))
+    units = [[f["properties"]["sample_id"], *f["geometry"]["coordinates"]] for f in first["features"]]
+    run = _tiny_run(tmp_path, prob, codes)
+    run.manifest["model"]["reference_units"] = [{"batch": "b1", "source_file": "round1.geojson", "units": units}]
+    second = draw(run)
+    taken = {(f["properties"]["row"], f["properties"]["col"]) for f in first["features"]}
+    again = [(f["properties"]["row"], f["properties"]["col"]) for f in second["features"]]
+    assert second["sampling"]["excluded_trained"] > 0  # the plain draw would have met them
+    assert not taken & set(again) and len(set(again)) == len(again)
+    per_stratum = {s["id"]: s["n"] for s in second["sampling"]["strata"]}
+    got: dict[str, int] = {}
+    for f in second["features"]:
+        got[f["properties"]["stratum"]] = got.get(f["properties"]["stratum"], 0) + 1
+    assert got == {k: v for k, v in per_stratum.items() if v}  # every stratum keeps its allocation
