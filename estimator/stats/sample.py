@@ -394,50 +394,9 @@ def sample_run(
     out: Path | str | None = None,
     progress: bool = False,
 ) -> gpd.GeoDataFrame:
-    """Draw a stratified random sample of a run's pixels for reference labeling.
-
-    This is ``estimator sample``: strata are region x map class (or map classes only),
-    allocated as Olofsson et al. (2014) recommend. Interpreters fill ``interpreter_1``,
-    ``interpreter_2`` and, where they disagree, ``consensus``; :func:`estimator.assess`
-    then turns the labels into error-adjusted areas.
-
-    Parameters
-    ----------
-    run
-        A :class:`~estimator.Run` or the path of a local run directory.
-    n
-        Total sample size (default: from ``target_se``).
-    target_se
-        Target standard error of overall accuracy, used when ``n`` is not given.
-    expected_ua
-        Conjectured user's accuracy per class (default ``coca`` 0.7, others 0.9).
-    min_per_stratum
-        Minimum units per stratum (at least 2).
-    strata
-        ``"region-class"`` (one error-adjusted estimate per region) or ``"class"``.
-    seed
-        Random seed; the same seed on the same run draws the same sample.
-    out
-        Also write the sample as GeoJSON here (the file ``estimator sample --out`` writes).
-    progress
-        Show progress bars.
-
-    Returns
-    -------
-    geopandas.GeoDataFrame
-        One point (lon/lat) per sample unit with its stratum, map class, pixel row and
-        column and empty label columns; the design in ``attrs["sampling"]``.
-
-    Examples
-    --------
-    >>> import estimator
-    >>> from estimator.demo import example
-    >>> sample = estimator.sample(estimator.open_run(example().run_dir), n=300, min_per_stratum=5, seed=1)
-    >>> len(sample), sample.crs.to_string(), sample.attrs["sampling"]["seed"]
-    (300, 'EPSG:4326', 1)
-    >>> sample[["stratum", "map_class", "interpreter_1"]].iloc[0].to_dict()
-    {'stratum': 'north|bare_soil', 'map_class': 'bare_soil', 'interpreter_1': None}
-    """
+    """The map-class design of :func:`estimator.sample` (``design="class"``; see there for
+    the parameters and an example): strata are region x map class (or map classes only),
+    allocated as Olofsson et al. (2014) recommend."""
     if strata not in ("region-class", "class"):
         raise EstimatorError(f"strata must be 'region-class' or 'class', not {strata!r}")
     if out is not None:  # before drawing, as ``estimator sample --out`` does
