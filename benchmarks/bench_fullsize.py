@@ -5,8 +5,9 @@ Run:  python benchmarks/bench_fullsize.py [--out /tmp/fullsize] [--size 10980] [
                                           [--tile-size 2048] [--repeat 1]
 
 Makes (once, cached) the SYNTHETIC full-size world of ``fullsize_world.py`` and a model
-trained on its labels with the project's training code (100 trees, depth 20 unless told),
-serves the world on loopback (STAC API + Range-capable COG server), then measures:
+trained on its labels with the project's training code (100 trees, depth 20 unless told;
+``--model DIR`` uses a given model instead, such as the forest ``realistic_model.py`` fits on
+the hard world), serves the world on loopback (STAC API + Range-capable COG server), then measures:
 
 1. read-only: every tile of the job's plan loaded through ``estimator.stages.load.load_tile``
    (all reflectance bands + SCL, all dates, same grid and chunks) and reduced with a sum,
@@ -354,6 +355,10 @@ def main() -> None:
     ap.add_argument(
         "--sample-mpix", type=float, default=2.0, help="pixels for the naive predict_proba (default 2 Mpix)"
     )
+    ap.add_argument(
+        "--model", type=Path, default=None,
+        help="use this model directory instead of training one on the world's labels (e.g. benchmarks/realistic_model.py's)",
+    )
     ap.add_argument("--skip-cluster", action="store_true", help="no LocalCluster runs (memory, 1 vs 2 workers)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -370,7 +375,7 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=runs) as tmp_s, serve_world(world.root, Path(tmp_s) / "serve") as served:
         tmp = Path(tmp_s)
-        model_dir = _ensure_model(world, served.stac_url, args.out, fit, tmp)
+        model_dir = args.model or _ensure_model(world, served.stac_url, args.out, fit, tmp)
         model = load_model(model_dir)
         n_trees, n_nodes = _model_nodes(forest_of(model.estimator))
         cascade = getattr(model, "cascade", None)
@@ -429,7 +434,8 @@ def main() -> None:
         "",
         f"World {args.size} x {args.size} px ({mpix:.1f} Mpix in the job), {args.dates} dates, "
         f"{len(items)} items; tiles {args.tile_size} px ({n_tiles}), chunks {args.chunk_size} px; "
-        f"model {n_trees} trees, depth <= {args.depth}, {n_nodes:,} nodes"
+        f"model {n_trees} trees, depth <= {forest_of(model.estimator).max_depth}, {n_nodes:,} nodes"
+        + (f" ({model_dir})" if args.model else "")
         + (f" (+ first stage {_model_nodes(cascade)[1]:,} nodes)" if cascade is not None else "")
         + f"; {os.cpu_count()} cores ({cpu}), median of {args.repeat}; world made in "
         f"{rec['seconds']['base_world'] + rec['seconds']['tiling']:.0f} s, {rec['disk_bytes'] / GiB:.1f} GiB.",

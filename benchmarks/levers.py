@@ -58,6 +58,12 @@ _B = {b: i for i, b in enumerate(REFLECTANCE_BANDS)}
 CLEAR = (4, 5, 6, 7)
 
 
+def warn_report_seeds(seeds: list[int]) -> None:
+    """Development scripts say so when they are pointed at report seeds."""
+    if any(s >= 100 for s in seeds):
+        print("warning: seeds >= 100 are report seeds (docs/hard_world.md); do not tune on them", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- data
 def _items(world: Path) -> list[pystac.Item]:
     out = []
@@ -411,8 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forest-p10", type=float, default=0.75, help="NDVI p10 above which a pixel counts as forest")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
-    if any(s >= 100 for s in a.seeds):
-        print("warning: seeds >= 100 are report seeds (docs/hard_world.md); do not tune on them", file=sys.stderr)
+    warn_report_seeds(a.seeds)
     results: list[dict[str, Any]] = []
     for seed in a.seeds:
         tab = tables(a.worlds / f"seed-{seed}" / "world", a.cache / f"seed-{seed}", a.forest_p10)

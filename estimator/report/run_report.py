@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from estimator.report.document import Banner, Block, Bullets, Heading, Paragraph, Table, render_md
-from estimator.stages.estimate import FAILED_READS_LIMIT, failed_read_fraction
+from estimator.stages.estimate import FAILED_READS_LIMIT, failed_read_fraction, map_outside_interval
 from estimator.synthetic import SYNTHETIC_BANNER
 
 __all__ = ["render_report_md", "run_report_blocks"]
@@ -97,6 +97,10 @@ def run_report_blocks(
             "region the estimate covers. A mapped area is a pixel count of the classifier's output and "
             "carries its errors; a design-based estimate with a confidence interval needs a labeled "
             "reference sample (`estimator sample`, then `estimator assess`)."
+        ),
+        *(
+            [Paragraph("The map lies outside the design-based interval in " + "; ".join(biased) + ".", css="note")]
+            if (biased := map_outside_interval(records, target_class)) else []
         ),
         *_plots_blocks(manifest.get("plots"), target_class),
         *_coverage_blocks(records, target_class),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from estimator.stages.estimate import failed_read_fraction
+from estimator.stages.estimate import failed_read_fraction, map_outside_interval
 
 __all__ = ["print_estimates", "print_summary"]
 
@@ -30,6 +30,8 @@ def print_estimates(records, target: str, *, synthetic: bool, truth=None, all_cl
             inside = "" if t is None or not has_ci else ("yes" if r["ci95_low_ha"] <= t <= r["ci95_high_ha"] else "NO")
             line += f"{t if t is not None else float('nan'):>10,.1f}{inside:>7}"
         print(line)
+    for note in map_outside_interval(records, target):
+        print(f"map outside the interval - {note}")
 
 
 def print_summary(records, manifest, run_dir: Path | str, truth=None) -> None:

@@ -246,3 +246,27 @@ def test_class_strata_give_each_region_its_own_accuracies(run_copy, small_world,
     assert sum(r["n"] for r in regions.values()) <= a["n_units"]
     report = (run_copy / "report.md").read_text()
     assert "from that region's own sample units" in report and "Jeffreys" in report
+
+
+def test_a_map_outside_the_interval_is_named_in_the_report_and_console(run_copy, small_world, tmp_path, capsys):
+    from estimator.report.run_report import render_report_md
+    from estimator.report.text import print_estimates
+    from estimator.stages.estimate import map_outside_interval
+
+    run = open_run(run_copy)
+    write_json(tmp_path / "lab.geojson", label_with_truth(draw_sample(run, n=600, min_per_stratum=20, seed=1), small_world, seed=1))
+    records = assess_run(run_copy, tmp_path / "lab.geojson")["records"]
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    # On the easy world the map sits inside every interval: nothing is flagged.
+    assert map_outside_interval(records, "coca") == []
+    assert "outside the design-based interval" not in render_report_md(records, manifest, target_class="coca")
+    # A map that counts twice the upper bound in one region is flagged there, and only there.
+    biased = [dict(r) for r in records]
+    hit = next(r for r in biased if r["class"] == "coca" and r["area_ha"] > 0)
+    hit["mapped_area_ha"] = 2 * hit["ci95_high_ha"]
+    notes = map_outside_interval(biased, "coca")
+    assert len(notes) == 1 and notes[0].startswith(f"{hit['region']}: the map counts")
+    assert f"{hit['mapped_area_ha'] / hit['area_ha']:.1f} times the estimate" in notes[0]
+    assert notes[0] in render_report_md(biased, manifest, target_class="coca")
+    print_estimates(biased, "coca", synthetic=True)
+    assert f"map outside the interval - {notes[0]}" in capsys.readouterr().out
