@@ -57,7 +57,9 @@ from estimator.config import FitConfig, load_job, load_train
 from estimator.demo.runner import demo_stac
 from estimator.regions.geometry import regions_bbox
 from estimator.regions.job import job_regions
+from estimator.report.plan_summary import summarize
 from estimator.stages.classify import classify_dask, make_predictor
+from estimator.stages.costs import job_classify_cost
 from estimator.stages.features import features_dask
 from estimator.stages.load import configure_gdal, load_tile
 from estimator.stages.mask import mask_observations
@@ -388,6 +390,11 @@ def main() -> None:
         n_tiles = len(plan.tiles)
         mpix = sum(int(np.prod(t.geobox.shape.yx)) for t in plan.tiles) / 1e6
         say(f"plan: {len(items)} items, {n_tiles} tiles of {args.tile_size} px, {mpix:.1f} Mpix")
+        # What `estimator plan` forecasts for this job on this machine (local threads: one
+        # "worker" with every core), with the job's own model timed while planning.
+        forecast = summarize(plan, job_regions(job.regions), workers=1, threads_per_worker=os.cpu_count() or 1,
+                             classify_cost=job_classify_cost(model_dir, cascade=job.classify.cascade))
+        say(f"plan forecast: {forecast['forecast_seconds']} s, {forecast['forecast_core_hours']['total']:.3f} core-hours")
 
         ro, jt, timings, rss_t = [], [], [], []
         for i in range(args.repeat):
@@ -444,6 +451,11 @@ def main() -> None:
         "|---|---:|---:|---|",
         f"| read-only (load stage, all bands + SCL, sum) | {ro_m:.1f} s | {mpix / ro_m:.2f} Mpix/s | the I/O limit, local threads |",
         f"| full job, local threads | {jt_m:.1f} s | {mpix / jt_m:.2f} Mpix/s | {jt_m / ro_m:.2f}x read-only (target <= 2x); peak RSS {med(rss_t):.2f} GiB (one process) |",
+        f"| `estimator plan`'s forecast for that job | {forecast['forecast_seconds']['total']:.0f} s | | "
+        f"read {forecast['forecast_seconds']['read']} s + features {forecast['forecast_seconds']['features']} s + classify "
+        f"{forecast['forecast_seconds']['classify']} s on {os.cpu_count()} cores (classify "
+        f"{forecast['cost_figures']['classify_mpix_per_s_per_core']:.3g} Mpix/s per core, timed while planning); "
+        f"measured / forecast {jt_m / max(forecast['forecast_seconds']['total'], 1):.2f} (target within 1.5x either way) |",
     ]
     for k, v in tm_m.items():
         lines.append(f"| &nbsp; job stage `{k}` (manifest) | {v:.1f} s | | |")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import yaml
 from bench_fullsize import _ensure_model, _git_state, _job_yaml, say
 from fullsize_world import FullsizeSpec, make_fullsize_world
@@ -232,6 +233,15 @@ def _print_scaling(scaling: dict[int, list[dict[str, float]]], n: int, code: str
     w1, w2 = med([r["wall"] for r in scaling[1]]), med([r["wall"] for r in scaling[2]])
     t1, t2 = med([r["tiles"] for r in scaling[1]]), med([r["tiles"] for r in scaling[2]])
     print(f"\n2 workers vs 1: {w1 / w2:.2f}x (tiles stage alone {t1 / t2:.2f}x); runs {json.dumps(scaling)}")
+    if "workers_cpu" in scaling[1][0]:
+        # On 2 cores, the best 2 workers can do is to share all CPU work of the run evenly; with
+        # 1 worker the client's work runs beside it on the other core for free.
+        for w, runs_ in scaling.items():
+            wc, cc = med([r["workers_cpu"] for r in runs_]), med([r["client_cpu"] for r in runs_])
+            print(f"{w} worker(s): CPU s workers {wc:.1f}, client process {cc:.1f}; "
+                  f"(workers + client) / 2 cores = {(wc + cc) / 2:.1f} s")
+        wc1, cc1 = med([r["workers_cpu"] for r in scaling[1]]), med([r["client_cpu"] for r in scaling[1]])
+        print(f"2-core bound on 2 vs 1 from the 1-worker run's CPU: {w1 / ((wc1 + cc1) / 2):.2f}x")
 
 
 def _scaling(world_root: Path, job_path: Path, tmp: Path, n: int) -> dict[int, list[dict[str, float]]]:
@@ -256,17 +266,37 @@ def _scaling(world_root: Path, job_path: Path, tmp: Path, n: int) -> dict[int, l
             for workers in (1, 2):
                 with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster:
                     job = local_job.model_copy(update={"output": tmp / f"scaling-{workers}-{i}"})
+                    me = psutil.Process()
+                    kids0 = _cpu_s(me.children(recursive=True))
+                    own0 = _cpu_s([me])
                     t0 = time.perf_counter()
                     res = run(job, scheduler=cluster.scheduler_address, progress=False)
                     wall = time.perf_counter() - t0
+                    # CPU seconds of the worker processes (and nannies) and of this process (the
+                    # client, the scheduler's thread and the per-tile finishing), during the run.
+                    workers_cpu = _cpu_s(me.children(recursive=True)) - kids0
+                    client_cpu = _cpu_s([me]) - own0
                 tm = read_manifest(res.run_dir)["timings_s"]
                 # The COGs and the plots overlap: what follows the tiles is the wall time left.
                 tail = wall - sum(float(tm.get(k, 0.0)) for k in ("prepare", "search", "plan", "tiles"))
-                out[workers].append({"wall": wall, "tiles": float(tm["tiles"]), "tail": tail})
+                out[workers].append({"wall": wall, "tiles": float(tm["tiles"]), "tail": tail,
+                                     "workers_cpu": workers_cpu, "client_cpu": client_cpu})
                 say(f"  {workers} worker(s) {i + 1}/{n}: {out[workers][-1]}")
     finally:
         stac.stop()
     return out
+
+
+def _cpu_s(procs: list[Any]) -> float:
+    """User + system CPU seconds of processes (gone ones count 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def load_job_data(data: dict[str, Any], path: Path) -> Any:
