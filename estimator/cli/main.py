@@ -88,9 +88,11 @@ EPILOG_PLAN = """examples:
   python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --workers 8 --json
   python -m estimator plan configs/jobs/vraem-2023.yaml --boundaries ../shared/data/real/boundaries
 
-Searches (or reads --items) and prints what the job would read and cost, without reading pixels.
-The classification cost is timed on the job's own model (about a second, on synthetic feature
-rows); before the model exists the demo model's figure stands in and the forecast says so.
+Searches (or reads --items) and prints what the job would read and cost. It reads one chunk
+of a few dates of the job's own scenes to time reading (a few seconds; --no-read-timing skips
+it, and a constant stands in, as it does when the read fails). The classification cost is
+timed on the job's own model (about a second, on synthetic feature rows); before the model
+exists the demo model's figure stands in. The forecast says which figures were timed.
 Use --set model=DIR to forecast with another model.
 """
 EPILOG_DEMO = """examples:
@@ -148,7 +150,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from estimator.regions.geometry import regions_bbox
     from estimator.regions.job import job_regions
     from estimator.report.plan_summary import format_summary, read_items, save_items, select_items, summarize
-    from estimator.stages.costs import job_classify_cost
+    from estimator.stages.costs import constant_read_cost, job_classify_cost, measure_read
     from estimator.stages.plan import make_plan, warn_uncovered_regions
     from estimator.stages.search import search_items
 
@@ -169,7 +171,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             provider=job.stac.provider,
     )
     cost = job_classify_cost(job.model, cascade=job.classify.cascade)
-    summary = summarize(plan, regions, workers=args.workers, threads_per_worker=args.threads, classify_cost=cost)
+    if args.no_read_timing:
+        read_cost = constant_read_cost("--no-read-timing")
+    else:
+        try:
+            read_cost = measure_read(plan, {i.id: i for i in items})
+        except Exception as exc:  # any failure to read: forecast with the constant, and say why
+            read_cost = constant_read_cost(f"timing a read failed ({type(exc).__name__}: {str(exc)[:120]})")
+    summary = summarize(
+        plan, regions, workers=args.workers, threads_per_worker=args.threads, classify_cost=cost, read_cost=read_cost
+    )
     print(_json.dumps(summary, indent=2) if args.json else format_summary(summary, regions))
     return 0
 
@@ -303,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = add_command(
         sub, "plan", _cmd_plan, help="dry run: what a job would read and cost", epilog=EPILOG_PLAN,
-        description="Search and plan a job without reading pixels: scenes per tile and date, grid, chunks, "
-        "bytes to read, memory per worker and a time forecast (wall time and core-hours).",
+        description="Search and plan a job without running it: scenes per tile and date, grid, chunks, "
+        "bytes to read, memory per worker and a time forecast (wall time and core-hours), from a read "
+        "of one chunk and the job's model, both timed.",
     )
     pl.add_argument("job", type=Path, help="job YAML file")
     pl.add_argument("--items", type=Path, help="use a saved item list instead of searching (any provider's items)")
@@ -315,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--save-items", type=Path, help="write the items found, for --items later")
     pl.add_argument("--workers", type=int, default=1, help="workers for the forecast (default 1)")
     pl.add_argument("--threads", type=int, default=2, help="threads per worker for the forecast (default 2)")
+    pl.add_argument(
+        "--no-read-timing", action="store_true",
+        help="do not read one chunk of the job's scenes to time reading (offline; the forecast uses a constant)",
+    )
     pl.add_argument("--json", action="store_true", help="print JSON")
     add_set_option(pl)
 

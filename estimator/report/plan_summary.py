@@ -106,14 +106,18 @@ def summarize(
     workers: int = 1,
     threads_per_worker: int = 2,
     classify_cost: costs.ClassifyCost | None = None,
+    read_cost: costs.ReadCost | None = None,
 ) -> dict[str, Any]:
     """Numbers a user needs before starting a job.
 
     ``classify_cost`` is the job's model timed while planning
     (:func:`estimator.stages.costs.measure_classify`); without it the demo model's constant
-    stands in, and the summary says so.
+    stands in, and the summary says so. ``read_cost`` likewise: a read of the job's own
+    scenes timed while planning (:func:`estimator.stages.costs.measure_read`), or the
+    constant.
     """
     cc = classify_cost or costs.demo_classify_cost("no model was timed")
+    rc = read_cost or costs.constant_read_cost("no read was timed")
     res = abs(plan.grid.affine.a)
     per_tile = []
     tile_px = region_px = reads_px = 0
@@ -136,7 +140,7 @@ def summarize(
     days = Counter(i.solar_day.isoformat() for i in plan.items.values())
     tiles = Counter(i.tile or "?" for i in plan.items.values())
     cores = max(1, workers * threads_per_worker)
-    read_s = reads_px / (costs.READ_MPIX_PER_S * 1e6) / cores
+    read_s = reads_px / (rc.mpix_per_s * 1e6) / cores
     # The features kernel's cost grows with the dates of each tile's pixels (it sorts them):
     # pixel x date reads / 18, not every tile at the most dates any tile has (tiles on two
     # orbits' overlap have twice the dates of the others).
@@ -166,7 +170,9 @@ def summarize(
             "total": (read_s + feat_s + cls_s) * cores / 3600,
         },
         "cost_figures": {
-            "read_mpix_per_s_per_core": costs.READ_MPIX_PER_S,
+            "read_mpix_per_s_per_core": rc.mpix_per_s,
+            "read_measured": rc.measured,
+            "read_source": rc.source,
             "features_mpix_per_s_per_core_18_dates": costs.FEATURES_MPIX_PER_S_18,
             "classify_mpix_per_s_per_core": cc.mpix_per_s,
             "classify_measured": cc.measured,
@@ -214,8 +220,8 @@ def format_summary(d: dict[str, Any], regions: Sequence[Region]) -> str:
         f"read {_duration(f['read'])}, features {_duration(f['features'])}, classify {_duration(f['classify'])}; "
         f"wall time about {_duration(f['total'])}, {ch['total']:,.1f} core-hours "
         f"(read {ch['read']:,.1f}, features {ch['features']:,.1f}, classify {ch['classify']:,.1f})",
-        f"cost figures per core: read {c['read_mpix_per_s_per_core']:g} and features "
-        f"{c['features_mpix_per_s_per_core_18_dates']:g} Mpix/s (18 dates) from BENCHMARKS.md; "
+        f"cost figures per core: read {c['read_mpix_per_s_per_core']:.3g} Mpix x dates/s, {c['read_source']}; "
+        f"features {c['features_mpix_per_s_per_core_18_dates']:g} Mpix/s (18 dates) from BENCHMARKS.md; "
         f"classify {c['classify_mpix_per_s_per_core']:.3g} Mpix/s, {c['classify_source']}",
     ]
     return "\n".join(lines)

@@ -20,13 +20,20 @@ __all__ = [
     "READ_MPIX_PER_S",
     "WORKER_BASE_BYTES",
     "ClassifyCost",
+    "ReadCost",
+    "constant_read_cost",
     "demo_classify_cost",
     "measure_classify",
+    "measure_read",
     "synthetic_rows",
 ]
 
-#: Reading a 10-band uint16 COG stack (one date), megapixels per second per core.
-READ_MPIX_PER_S = 10.0
+#: Reading a 10-band uint16 COG stack (one date), megapixels per second per core, when the
+#: plan cannot time a read itself (:func:`measure_read`). On the 2-core development machine
+#: the load stage read 1.5 (6 dates) and 0.44 (18 dates, under CPU steal) Mpix x dates per
+#: second per core from a loopback COG server (BENCHMARKS.md, full-size tile): the 10 of the
+#: earliest estimate overstated it by 7-23x and made the forecast 2.6x short.
+READ_MPIX_PER_S = 1.0
 #: Temporal features over 18 dates, megapixels per second per core (scales ~1/dates).
 FEATURES_MPIX_PER_S_18 = 0.31
 #: predict_proba of the demo model (60 trees, depth 14), megapixels per second per core.
@@ -137,3 +144,59 @@ def job_classify_cost(model_dir: Any, *, cascade: bool = True, seconds: float = 
     cost = measure_classify(predictor, forest_of(model.estimator), len(FEATURE_NAMES), seconds=seconds)
     staged = "with its first stage" if cascade and cascade_usable(model) is None else "full model only"
     return ClassifyCost(cost.mpix_per_s, f"model {model.model_id} ({staged}) {cost.source}", measured=True)
+
+
+@dataclass(frozen=True)
+class ReadCost:
+    """The read throughput a forecast rests on, and where it came from."""
+
+    mpix_per_s: float
+    """Pixel x date reads per second per core (all bands and SCL of a pixel on one date), in
+    millions."""
+    source: str
+    measured: bool = False
+    """True when timed on the job's own scenes while planning."""
+
+
+def constant_read_cost(reason: str) -> ReadCost:
+    """The constant :data:`READ_MPIX_PER_S`, with ``reason`` saying why it stands in."""
+    return ReadCost(READ_MPIX_PER_S, f"{reason}: the development machine's figure from BENCHMARKS.md "
+                    f"({READ_MPIX_PER_S:g} Mpix x dates/s per core); reads over the internet are often slower")
+
+
+def measure_read(plan: Any, items: Any, *, seconds: float = 2.0, max_slices: int = 3) -> ReadCost:
+    """Time the job's own read: one chunk of the tile with the most dates, all reflectance
+    bands and SCL, one time slice after another (at most ``max_slices``, until ``seconds``
+    have passed), through the load stage on this thread.
+
+    Wall time, not CPU time: a read waits on the network and then decompresses, and a core
+    of the job pays both. The first slice opens the scenes (their headers), as every tile
+    of the job does. Raises what the read raises (the caller falls back to the constant).
+    """
+    import dask
+
+    from estimator.stages.load import configure_gdal, load_tile
+
+    tile = max(plan.tiles, key=lambda t: len(t.groups))
+    stack = load_tile(tile, plan, items)
+    if stack is None:
+        raise ValueError(f"no scene touches tile {tile.id}")
+    c = plan.chunk_size
+    configure_gdal()
+    px = 0
+    start = time.perf_counter()
+    for k in range(min(max_slices, stack.dn.sizes["time"])):
+        dn = stack.dn.isel(time=slice(k, k + 1), y=slice(0, c), x=slice(0, c))
+        scl = stack.scl.isel(time=slice(k, k + 1), y=slice(0, c), x=slice(0, c))
+        dask.compute(dn.data.sum(dtype=np.int64), scl.data.sum(dtype=np.int64), scheduler="synchronous")
+        px += dn.sizes["y"] * dn.sizes["x"]
+        if time.perf_counter() - start >= seconds:
+            break
+    elapsed = max(time.perf_counter() - start, 1e-6)
+    rate = px / elapsed / 1e6
+    return ReadCost(
+        rate,
+        f"timed while planning: {k + 1} date(s) of one {c} px chunk of tile {tile.id} read from the job's "
+        f"scenes in {elapsed:.1f} s, one thread, {rate:.3g} Mpix x dates/s",
+        measured=True,
+    )

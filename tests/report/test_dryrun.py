@@ -1,4 +1,4 @@
-"""``estimator plan``: a dry run reports the job without reading pixels."""
+"""``estimator plan``: a dry run reports the job without running it (it reads one chunk to time reading)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from estimator.demo.runner import demo_job
-from estimator.stages.costs import WORKER_BASE_BYTES
+from estimator.stages.costs import READ_MPIX_PER_S, WORKER_BASE_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,8 @@ def test_plan_command_searches_saves_and_replans_offline(small_world, served_wor
     cost = d["cost_figures"]
     assert cost["classify_measured"] and trained_model.model_id in cost["classify_source"]
     assert cost["classify_mpix_per_s_per_core"] > 0
+    # so was reading: one chunk of the job's own scenes
+    assert cost["read_measured"] and "timed while planning" in cost["read_source"] and cost["read_mpix_per_s_per_core"] > 0
     hours = d["forecast_core_hours"]
     assert hours["total"] == pytest.approx(hours["read"] + hours["features"] + hours["classify"])
     assert not (tmp_path / "out").exists()  # a dry run writes no run directory
@@ -57,5 +59,22 @@ def test_plan_command_searches_saves_and_replans_offline(small_world, served_wor
     one, two = json.loads(r1.stdout)["memory_per_worker_bytes"], json.loads(r2.stdout)["memory_per_worker_bytes"]
     chunk = two - one
     assert chunk > 0 and one - chunk == pytest.approx(WORKER_BASE_BYTES, abs=2)
+    assert json.loads(r2.stdout)["cost_figures"]["read_measured"]  # the scenes are still reachable
+    # offline for the scenes too: --no-read-timing, or a read that fails, use the constant and say so
+    r4 = subprocess.run(
+        [sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml", "--items", saved, "--json", "--no-read-timing"],
+        capture_output=True, text=True,
+    )
+    assert r4.returncode == 0, r4.stderr
+    c4 = json.loads(r4.stdout)["cost_figures"]
+    assert not c4["read_measured"] and c4["read_mpix_per_s_per_core"] == READ_MPIX_PER_S and "--no-read-timing" in c4["read_source"]
+    dead = tmp_path / "dead-items.json"
+    dead.write_text(saved.read_text().replace(served_world.files_url.rstrip("/"), "http://127.0.0.1:9"))
+    r5 = subprocess.run(
+        [sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml", "--items", dead, "--json"], capture_output=True, text=True
+    )
+    assert r5.returncode == 0, r5.stderr
+    c5 = json.loads(r5.stdout)["cost_figures"]
+    assert not c5["read_measured"] and "timing a read failed" in c5["read_source"]
     r3 = subprocess.run([sys.executable, "-m", "estimator", "plan", tmp_path / "job.yaml"], capture_output=True, text=True)
     assert r3.returncode == 2 and "cannot reach the STAC API" in r3.stderr
