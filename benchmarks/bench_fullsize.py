@@ -59,7 +59,7 @@ from estimator.regions.geometry import regions_bbox
 from estimator.regions.job import job_regions
 from estimator.report.plan_summary import summarize
 from estimator.stages.classify import classify_dask, make_predictor
-from estimator.stages.costs import job_classify_cost
+from estimator.stages.costs import job_classify_cost, measure_read
 from estimator.stages.features import features_dask
 from estimator.stages.load import configure_gdal, load_tile
 from estimator.stages.mask import mask_observations
@@ -361,6 +361,9 @@ def main() -> None:
         "--model", type=Path, default=None,
         help="use this model directory instead of training one on the world's labels (e.g. benchmarks/realistic_model.py's)",
     )
+    ap.add_argument(
+        "--forecast-only", action="store_true", help="print `estimator plan`'s forecast for the job and stop (nothing timed)"
+    )
     ap.add_argument("--skip-cluster", action="store_true", help="no LocalCluster runs (memory, 1 vs 2 workers)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -393,8 +396,13 @@ def main() -> None:
         # What `estimator plan` forecasts for this job on this machine (local threads: one
         # "worker" with every core), with the job's own model timed while planning.
         forecast = summarize(plan, job_regions(job.regions), workers=1, threads_per_worker=os.cpu_count() or 1,
-                             classify_cost=job_classify_cost(model_dir, cascade=job.classify.cascade))
+                             classify_cost=job_classify_cost(model_dir, cascade=job.classify.cascade),
+                             read_cost=measure_read(plan, items))
         say(f"plan forecast: {forecast['forecast_seconds']} s, {forecast['forecast_core_hours']['total']:.3f} core-hours")
+        if args.forecast_only:
+            print(f"forecast: {json.dumps(forecast['forecast_seconds'])} s; cost figures "
+                  f"{json.dumps({k: v for k, v in forecast['cost_figures'].items()})}")
+            return
 
         ro, jt, timings, rss_t = [], [], [], []
         for i in range(args.repeat):
