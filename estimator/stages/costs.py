@@ -164,39 +164,36 @@ def constant_read_cost(reason: str) -> ReadCost:
                     f"({READ_MPIX_PER_S:g} Mpix x dates/s per core); reads over the internet are often slower")
 
 
-def measure_read(plan: Any, items: Any, *, seconds: float = 2.0, max_slices: int = 3) -> ReadCost:
-    """Time the job's own read: one chunk of the tile with the most dates, all reflectance
-    bands and SCL, one time slice after another (at most ``max_slices``, until ``seconds``
-    have passed), through the load stage on this thread.
+def measure_read(plan: Any, items: Any, *, slices: int = 3) -> ReadCost:
+    """Time the job's own read: the first chunk of the tile with the most dates, all
+    reflectance bands and SCL of its first ``slices`` time slices (the other scenes left
+    out), through the load stage on this thread.
 
     Wall time, not CPU time: a read waits on the network and then decompresses, and a core
-    of the job pays both. The first slice opens the scenes (their headers), as every tile
-    of the job does. Raises what the read raises (the caller falls back to the constant).
+    of the job pays both. The read opens the scenes (their headers), as every tile of the
+    job does. Raises what the read raises (the caller falls back to the constant).
     """
     import dask
 
     from estimator.stages.load import configure_gdal, load_tile
 
     tile = max(plan.tiles, key=lambda t: len(t.groups))
-    stack = load_tile(tile, plan, items)
+    later = [iid for g in tile.groups[slices:] for iid in g]
+    stack = load_tile(tile, plan, items, exclude=later)
     if stack is None:
         raise ValueError(f"no scene touches tile {tile.id}")
     c = plan.chunk_size
     configure_gdal()
-    px = 0
+    dn = stack.dn.isel(y=slice(0, c), x=slice(0, c))
+    scl = stack.scl.isel(y=slice(0, c), x=slice(0, c))
     start = time.perf_counter()
-    for k in range(min(max_slices, stack.dn.sizes["time"])):
-        dn = stack.dn.isel(time=slice(k, k + 1), y=slice(0, c), x=slice(0, c))
-        scl = stack.scl.isel(time=slice(k, k + 1), y=slice(0, c), x=slice(0, c))
-        dask.compute(dn.data.sum(dtype=np.int64), scl.data.sum(dtype=np.int64), scheduler="synchronous")
-        px += dn.sizes["y"] * dn.sizes["x"]
-        if time.perf_counter() - start >= seconds:
-            break
+    dask.compute(dn.data.sum(dtype=np.int64), scl.data.sum(dtype=np.int64), scheduler="synchronous")
     elapsed = max(time.perf_counter() - start, 1e-6)
-    rate = px / elapsed / 1e6
+    n = dn.sizes["time"]
+    rate = dn.sizes["y"] * dn.sizes["x"] * n / elapsed / 1e6
     return ReadCost(
         rate,
-        f"timed while planning: {k + 1} date(s) of one {c} px chunk of tile {tile.id} read from the job's "
+        f"timed while planning: {n} date(s) of one {c} px chunk of tile {tile.id} read from the job's "
         f"scenes in {elapsed:.1f} s, one thread, {rate:.3g} Mpix x dates/s",
         measured=True,
     )
