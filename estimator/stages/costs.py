@@ -161,7 +161,8 @@ class ReadCost:
 def constant_read_cost(reason: str) -> ReadCost:
     """The constant :data:`READ_MPIX_PER_S`, with ``reason`` saying why it stands in."""
     return ReadCost(READ_MPIX_PER_S, f"{reason}: the development machine's figure from BENCHMARKS.md "
-                    f"({READ_MPIX_PER_S:g} Mpix x dates/s per core); reads over the internet are often slower")
+                    f"({READ_MPIX_PER_S:g} Mpix x dates/s per core, from a COG server on the same machine); "
+                    "a read of the job's own scenes can differ either way")
 
 
 def measure_read(plan: Any, items: Any, *, slices: int = 3) -> ReadCost:
