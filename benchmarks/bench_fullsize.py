@@ -59,9 +59,9 @@ from estimator.regions.geometry import regions_bbox
 from estimator.regions.job import job_regions
 from estimator.report.plan_summary import summarize
 from estimator.stages.classify import classify_dask, make_predictor
-from estimator.stages.costs import job_classify_cost, measure_read
+from estimator.stages.costs import job_classify_cost
 from estimator.stages.features import features_dask
-from estimator.stages.load import configure_gdal, load_tile
+from estimator.stages.load import configure_gdal, load_tile, measure_read
 from estimator.stages.mask import mask_observations
 from estimator.stages.model import forest_of, load_model
 from estimator.stages.plan import make_plan

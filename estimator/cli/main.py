@@ -150,7 +150,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from estimator.regions.geometry import regions_bbox
     from estimator.regions.job import job_regions
     from estimator.report.plan_summary import format_summary, read_items, save_items, select_items, summarize
-    from estimator.stages.costs import constant_read_cost, job_classify_cost, measure_read
+    from estimator.stages.costs import constant_read_cost, job_classify_cost
+    from estimator.stages.load import measure_read
     from estimator.stages.plan import make_plan, warn_uncovered_regions
     from estimator.stages.search import search_items
 

@@ -113,7 +113,7 @@ def summarize(
     ``classify_cost`` is the job's model timed while planning
     (:func:`estimator.stages.costs.measure_classify`); without it the demo model's constant
     stands in, and the summary says so. ``read_cost`` likewise: a read of the job's own
-    scenes timed while planning (:func:`estimator.stages.costs.measure_read`), or the
+    scenes timed while planning (:func:`estimator.stages.load.measure_read`), or the
     constant.
     """
     cc = classify_cost or costs.demo_classify_cost("no model was timed")

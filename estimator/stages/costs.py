@@ -24,12 +24,11 @@ __all__ = [
     "constant_read_cost",
     "demo_classify_cost",
     "measure_classify",
-    "measure_read",
     "synthetic_rows",
 ]
 
 #: Reading a 10-band uint16 COG stack (one date), megapixels per second per core, when the
-#: plan cannot time a read itself (:func:`measure_read`). On the 2-core development machine
+#: plan cannot time a read itself (:func:`estimator.stages.load.measure_read`). On the 2-core development machine
 #: the load stage read 1.5 (6 dates) and 0.44 (18 dates, under CPU steal) Mpix x dates per
 #: second per core from a loopback COG server (BENCHMARKS.md, full-size tile): the 10 of the
 #: earliest estimate overstated it by 7-23x and made the forecast 2.6x short.
@@ -163,38 +162,3 @@ def constant_read_cost(reason: str) -> ReadCost:
     return ReadCost(READ_MPIX_PER_S, f"{reason}: the development machine's figure from BENCHMARKS.md "
                     f"({READ_MPIX_PER_S:g} Mpix x dates/s per core, from a COG server on the same machine); "
                     "a read of the job's own scenes can differ either way")
-
-
-def measure_read(plan: Any, items: Any, *, slices: int = 3) -> ReadCost:
-    """Time the job's own read: the first chunk of the tile with the most dates, all
-    reflectance bands and SCL of its first ``slices`` time slices (the other scenes left
-    out), through the load stage on this thread.
-
-    Wall time, not CPU time: a read waits on the network and then decompresses, and a core
-    of the job pays both. The read opens the scenes (their headers), as every tile of the
-    job does. Raises what the read raises (the caller falls back to the constant).
-    """
-    import dask
-
-    from estimator.stages.load import configure_gdal, load_tile
-
-    tile = max(plan.tiles, key=lambda t: len(t.groups))
-    later = [iid for g in tile.groups[slices:] for iid in g]
-    stack = load_tile(tile, plan, items, exclude=later)
-    if stack is None:
-        raise ValueError(f"no scene touches tile {tile.id}")
-    c = plan.chunk_size
-    configure_gdal()
-    dn = stack.dn.isel(y=slice(0, c), x=slice(0, c))
-    scl = stack.scl.isel(y=slice(0, c), x=slice(0, c))
-    start = time.perf_counter()
-    dask.compute(dn.data.sum(dtype=np.int64), scl.data.sum(dtype=np.int64), scheduler="synchronous")
-    elapsed = max(time.perf_counter() - start, 1e-6)
-    n = dn.sizes["time"]
-    rate = dn.sizes["y"] * dn.sizes["x"] * n / elapsed / 1e6
-    return ReadCost(
-        rate,
-        f"timed while planning: {n} date(s) of one {c} px chunk of tile {tile.id} read from the job's "
-        f"scenes in {elapsed:.1f} s, one thread, {rate:.3g} Mpix x dates/s",
-        measured=True,
-    )

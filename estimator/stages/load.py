@@ -13,11 +13,13 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import odc.stac
@@ -28,6 +30,7 @@ from dask.highlevelgraph import HighLevelGraph
 from rasterio.errors import RasterioError
 
 from estimator.bands import REFLECTANCE_BANDS
+from estimator.stages.costs import ReadCost
 from estimator.stages.plan import Plan, Tile
 from estimator.stages.providers import get_provider, url_patcher
 
@@ -40,6 +43,7 @@ __all__ = [
     "keep_blocks",
     "load_scl",
     "load_tile",
+    "measure_read",
     "to_reflectance",
 ]
 
@@ -258,3 +262,34 @@ def find_unreadable(item_ids: Sequence[str], items: Mapping[str, pystac.Item]) -
                     bad.append(iid)
                     break
     return bad
+
+
+def measure_read(plan: Plan, items: Mapping[str, pystac.Item], *, slices: int = 3) -> ReadCost:
+    """Time the job's own read: the first chunk of the tile with the most dates, all
+    reflectance bands and SCL of its first ``slices`` time slices (the other scenes left
+    out), through the load stage on this thread.
+
+    Wall time, not CPU time: a read waits on the network and then decompresses, and a core
+    of the job pays both. The read opens the scenes (their headers), as every tile of the
+    job does. Raises what the read raises (the caller falls back to the constant).
+    """
+    tile = max(plan.tiles, key=lambda t: len(t.groups))
+    later = [iid for g in tile.groups[slices:] for iid in g]
+    stack = load_tile(tile, plan, items, exclude=later)
+    if stack is None:
+        raise ValueError(f"no scene touches tile {tile.id}")
+    c = plan.chunk_size
+    configure_gdal()
+    dn = stack.dn.isel(y=slice(0, c), x=slice(0, c))
+    scl = stack.scl.isel(y=slice(0, c), x=slice(0, c))
+    start = time.perf_counter()
+    dask.compute(dn.data.sum(dtype=np.int64), scl.data.sum(dtype=np.int64), scheduler="synchronous")
+    elapsed = max(time.perf_counter() - start, 1e-6)
+    n = dn.sizes["time"]
+    rate = dn.sizes["y"] * dn.sizes["x"] * n / elapsed / 1e6
+    return ReadCost(
+        rate,
+        f"timed while planning: {n} date(s) of one {c} px chunk of tile {tile.id} read from the job's "
+        f"scenes in {elapsed:.1f} s, one thread, {rate:.3g} Mpix x dates/s",
+        measured=True,
+    )
