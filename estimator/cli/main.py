@@ -86,6 +86,7 @@ EPILOG_PLAN = """examples:
   python -m estimator plan configs/jobs/vraem-2023.yaml
   python -m estimator plan configs/jobs/loreto-2023.yaml --save-items loreto-items.json
   python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --workers 8 --json
+  python -m estimator plan configs/jobs/loreto-2023.yaml --items loreto-items.json --no-read-timing
   python -m estimator plan configs/jobs/vraem-2023.yaml --boundaries ../shared/data/real/boundaries
 
 Searches (or reads --items) and prints what the job would read and cost. It reads one chunk
